@@ -1,0 +1,27 @@
+"""The one exception type users see: a problem with their input, and the fix."""
+
+
+class BatlError(Exception):
+    """A user-facing error: the message names the problem and how to fix it.
+
+    Entry points catch it, print the message on one line and exit with status 2,
+    leaving every file already written untouched.
+    """
+
+    exit_code = 2
+
+
+class ConfigError(BatlError):
+    """A bad or inconsistent configuration value."""
+
+
+class DataError(BatlError):
+    """A missing, empty or malformed dataset."""
+
+
+class ModelError(BatlError):
+    """A model directory or hub id that cannot be loaded."""
+
+
+class StateError(BatlError):
+    """A workdir whose saved state cannot be resumed."""
