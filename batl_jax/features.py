@@ -1,0 +1,124 @@
+"""One pass over the training split per round → every feature a strategy asks for.
+
+Features are host numpy arrays indexed by dataset row. In ``train.mode = head`` the
+pre-trained encoder's sentence features are computed once per run and cached; the
+round's head then maps them to ``h_C``, logits and ``e`` in milliseconds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from batl_jax import data, train
+from batl_jax.strategies.base import PoolFeatures
+
+
+class FeaturePasses:
+    """Runs the model over the train or test split in length buckets.
+
+    Args:
+      encoded: ``{"train": Encoded, "test": Encoded}``.
+      buckets: padded lengths.
+      batch_size: global batch size for scoring (a multiple of the device count).
+    """
+
+    def __init__(self, encoded: dict[str, data.Encoded], buckets, batch_size: int):
+        self.encoded = encoded
+        self.buckets = buckets
+        self.batch_size = batch_size
+        self._sentence_cache: dict[str, np.ndarray] = {}
+
+    def _run(
+        self, steps, params, rest, split, keys, *, stochastic=False, sentence=None, desc="score"
+    ):
+        enc = self.encoded[split]
+        rows = np.arange(len(enc))
+        if sentence is not None:
+            # Cached features: lengths no longer matter, so one bucket (one compiled shape).
+            batches = data.scoring_batches(enc, rows, self.batch_size, (self.buckets[-1],))
+            n_batches = -(-len(rows) // self.batch_size)
+        else:
+            batches = data.scoring_batches(enc, rows, self.batch_size, self.buckets)
+            n_batches = data.num_scoring_batches(enc, rows, self.batch_size, self.buckets)
+        return train.predict(
+            steps,
+            params,
+            rest,
+            batches,
+            n_batches,
+            len(enc),
+            keys,
+            stochastic=stochastic,
+            sentence_cache=sentence,
+            desc=desc,
+        )
+
+    def pretrained_sentence(self, split: str, steps, params, rest) -> np.ndarray:
+        """s(x) of the pre-trained encoder for ``split`` (computed once, then cached).
+
+        ``params``/``rest`` must be an untrained model's (pre-trained encoder weights).
+        """
+        if split not in self._sentence_cache:
+            out = self._run(
+                steps, params, rest, split, ("sentence",), desc=f"encode {split} (once)"
+            )
+            self._sentence_cache[split] = out["sentence"]
+        return self._sentence_cache[split]
+
+    def test_probs(self, steps, params, rest, sentence=None) -> np.ndarray:
+        out = self._run(
+            steps, params, rest, "test", ("logits",), sentence=sentence, desc="evaluate"
+        )
+        return softmax(out["logits"])
+
+    def pool(
+        self,
+        steps,
+        params,
+        rest,
+        needs: frozenset[str],
+        *,
+        sentence=None,
+        mc_samples: int = 0,
+        mc_scope: str = "head",
+        pretrained_sentence: np.ndarray | None = None,
+    ) -> PoolFeatures:
+        """Every feature of the training split that the strategy needs, in one pass
+        (plus ``mc_samples`` dropout passes for BatchBALD)."""
+        keys = ("sentence", "hidden", "logits") + (("embedding",) if "embedding" in needs else ())
+        out = self._run(steps, params, rest, "train", keys, sentence=sentence, desc="score pool")
+        mc = None
+        if "mc_dropout" in needs:
+            rest_mc = out["_rest"]
+            mc_list = []
+            # Head-scope dropout reuses s(x) from the deterministic pass: K cheap head passes.
+            mc_input = out["sentence"] if mc_scope == "head" else sentence
+            for i in range(mc_samples):
+                o = self._run(
+                    steps,
+                    params,
+                    rest_mc,
+                    "train",
+                    ("logits",),
+                    stochastic=True,
+                    sentence=mc_input,
+                    desc=f"MC dropout {i + 1}/{mc_samples}",
+                )
+                rest_mc = o["_rest"]
+                mc_list.append(o["logits"])
+            mc = np.stack(mc_list)
+        return PoolFeatures(
+            sentence=out["sentence"],
+            hidden=out["hidden"],
+            logits=out["logits"],
+            embedding=out.get("embedding"),
+            mc_logits=mc,
+            pretrained_sentence=pretrained_sentence,
+        )
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)

@@ -1,0 +1,288 @@
+"""The active-learning loop of SPEC.md (Algorithm 1), resumable round by round.
+
+Each round: fine-tune on the labeled set → evaluate on the test split → score the
+pool with the strategy → select ``k`` → reveal their labels → checkpoint. The last
+round trains and evaluates but does not select. Every random draw of round ``r`` is
+derived from ``(config.seed, r)``, so a run resumed from the checkpoint of round ``r``
+produces exactly the rows an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+from flax import nnx
+
+from batl_jax import data, run_files, sharding, strategies, tasks, train
+from batl_jax.checkpointing import Checkpointer, LoopState
+from batl_jax.errors import ConfigError
+from batl_jax.features import FeaturePasses
+from batl_jax.model import hf_params
+from batl_jax.model.factory import ModelFactory, resolve_model_name
+
+# Purposes of derived seeds, so no two draws of a round share a stream.
+_INIT, _TRAIN, _SELECT, _MODEL = 1, 2, 3, 4
+
+
+def derive_seed(seed: int, round_: int, purpose: int) -> int:
+    """A 31-bit seed for one purpose of one round, independent of every other."""
+    return int(np.random.SeedSequence([seed, round_ + 1, purpose]).generate_state(1)[0] >> 1)
+
+
+def initial_labeled(num_rows: int, size: int, seed: int) -> np.ndarray:
+    """The round-0 labeled set: the same for every strategy under one seed."""
+    rng = np.random.default_rng(derive_seed(seed, -1, _INIT))
+    return np.sort(rng.choice(num_rows, size=size, replace=False)).astype(np.int64)
+
+
+def check_config(cfg, spec, pool_size: int) -> None:
+    """Refuse inconsistent settings before any work is done."""
+    al, tr = cfg.al, cfg.train
+    if tr.mode not in ("full", "head"):
+        raise ConfigError(f"train.mode={tr.mode!r}: use 'full' or 'head'")
+    if cfg.model.pooling not in ("cls", "mean"):
+        raise ConfigError(f"model.pooling={cfg.model.pooling!r}: use 'cls' or 'mean'")
+    if al.oracle != "simulated":
+        raise ConfigError(f"al.oracle={al.oracle!r}: only 'simulated' is supported so far")
+    if al.rounds < 1:
+        raise ConfigError(f"al.rounds={al.rounds}: need at least 1 round")
+    if al.batch_size < 1:
+        raise ConfigError(f"al.batch_size={al.batch_size}: need at least 1 sample per round")
+    if al.batch_size > pool_size:
+        raise ConfigError(
+            f"al.batch_size={al.batch_size} is larger than the pool ({pool_size} rows); "
+            "lower --config.al.batch_size or raise --config.data.pool_limit"
+        )
+    if not 0 <= al.initial_size <= pool_size - al.batch_size:
+        raise ConfigError(
+            f"al.initial_size={al.initial_size} must be between 0 and pool size minus "
+            f"al.batch_size ({pool_size - al.batch_size}); lower it"
+        )
+    if al.initial_size == 0 and spec.needs_trained_model:
+        raise ConfigError(
+            f"strategy {spec.name!r} needs a trained classifier, but al.initial_size=0; "
+            "set --config.al.initial_size>0 or use a cold-start strategy (rand, alps)"
+        )
+    if tr.batch_size < 1 or tr.epochs < 0 or tr.lr <= 0:
+        raise ConfigError("train.batch_size, train.epochs and train.lr must be positive")
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+class Experiment:
+    """All the state of one run: data, model factory, steps, files."""
+
+    def __init__(self, cfg, workdir: Path, mesh):
+        self.cfg, self.workdir, self.mesh = cfg, Path(workdir), mesh
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.spec = strategies.get(cfg.al.strategy)
+        run_files.write_or_check_config(self.workdir, cfg.to_dict())
+        self.dataset = data.load_dataset(cfg, cfg.seed)
+        self.task = tasks.get_task(cfg, self.dataset)
+        check_config(cfg, self.spec, len(self.dataset.train))
+
+        tokenizer = hf_params.load_tokenizer(resolve_model_name(cfg.model.name))
+        extra_tokens = self.task.prepare_tokenizer(tokenizer)
+        self.factory = ModelFactory(
+            cfg.model.name,
+            self.task.num_labels,
+            pooling=cfg.model.pooling,
+            dropout=cfg.train.dropout,
+            embed_dim=cfg.batl.embed_dim if "embedding" in self.spec.needs else 0,
+            normalize=cfg.batl.normalize,
+            with_mlm_head="surprisal" in self.spec.needs and not cfg.alps.fit_mlm_head,
+            extra_tokens=extra_tokens,
+            revision=cfg.model.revision,
+            dtype=cfg.model.dtype,
+        )
+        max_len = min(cfg.model.max_len, self.factory.config.max_position_embeddings)
+        self.buckets = data.check_buckets(cfg.data.buckets, max_len)
+        self.encoded = {
+            "train": self.task.encode(self.dataset.train, tokenizer, max_len),
+            "test": self.task.encode(self.dataset.test, tokenizer, max_len),
+        }
+        shards = sharding.num_shards(mesh)
+        self.train_batch = _round_up(cfg.train.batch_size, shards)
+        self.passes = FeaturePasses(
+            self.encoded, self.buckets, _round_up(cfg.train.eval_batch_size, shards)
+        )
+        self.head_mode = cfg.train.mode == "head"
+        loss_cfg = train.LossConfig(
+            triplet_weight=cfg.batl.train_triplet_weight if "embedding" in self.spec.needs else 0,
+            margin=cfg.batl.margin,
+        )
+        probe = self.factory.classifier(0, with_encoder=not self.head_mode)
+        # One Steps for the run: every round's model has the same graph, so steps compile once.
+        self.steps = train.Steps(
+            nnx.split(probe, nnx.Param, ...)[0], mesh, loss_cfg, cfg.train.weight_decay
+        )
+        self.metrics_log = run_files.JsonlLog(self.workdir / "metrics.jsonl")
+        self.selected_log = run_files.JsonlLog(self.workdir / "selected.jsonl")
+        self.ckpt = Checkpointer(self.workdir, cfg.checkpoint.keep)
+
+    # -- features that do not change across rounds ------------------------------------------
+    def _pretrained_sentence(self, split: str) -> np.ndarray:
+        """s(x) of the pre-trained encoder, computed once per run (head mode, BATL option)."""
+        model = self.factory.classifier(0, with_encoder=True)
+        _, params, rest = train.split_model(model)
+        steps = self._encoder_steps()
+        return self.passes.pretrained_sentence(split, steps, params, rest)
+
+    def _encoder_steps(self):
+        if self.head_mode:
+            if not hasattr(self, "_enc_steps"):
+                probe = self.factory.classifier(0, with_encoder=True)
+                self._enc_steps = train.Steps(
+                    nnx.split(probe, nnx.Param, ...)[0], self.mesh, train.LossConfig(), 0.0
+                )
+            return self._enc_steps
+        return self.steps
+
+    # -- one round ---------------------------------------------------------------------------
+    def _train(self, r: int, labeled: np.ndarray, prev_params) -> train.FitResult:
+        cfg = self.cfg
+        model = self.factory.classifier(
+            derive_seed(cfg.seed, r, _MODEL), with_encoder=not self.head_mode
+        )
+        if prev_params is not None:
+            params_state = nnx.state(model, nnx.Param)
+            nnx.replace_by_pure_dict(params_state, prev_params)
+            nnx.update(model, params_state)
+        enc = self.encoded["train"]
+        rng = np.random.default_rng(derive_seed(cfg.seed, r, _TRAIN))
+        buckets = (self.buckets[-1],) if self.head_mode else self.buckets
+        epoch_rngs = {}
+
+        def batches(epoch):
+            epoch_rngs.setdefault(epoch, np.random.default_rng(rng.integers(2**31)))
+            return data.training_batches(enc, labeled, self.train_batch, buckets, epoch_rngs[epoch])
+
+        return train.fit(
+            model,
+            self.steps,
+            batches,
+            len(labeled),
+            self.dataset.train.labels,
+            batch_size=self.train_batch,
+            epochs=cfg.train.epochs,
+            min_steps=cfg.train.min_steps,
+            lr=cfg.train.lr,
+            warmup_ratio=cfg.train.warmup_ratio,
+            sentence_cache=self._pretrained_sentence("train") if self.head_mode else None,
+            desc=f"round {r} train",
+        )
+
+    def _select(self, r: int, fit: train.FitResult, labeled: np.ndarray, unlabeled: np.ndarray):
+        cfg, spec = self.cfg, self.spec
+        pretrained = None
+        if "pretrained_sentence" in spec.needs or (
+            "embedding" in spec.needs and cfg.batl.sentence_rep == "pretrained"
+        ):
+            pretrained = self._pretrained_sentence("train")
+        feats = self.passes.pool(
+            self.steps,
+            fit.params,
+            fit.rest,
+            spec.needs,
+            sentence=self._pretrained_sentence("train") if self.head_mode else None,
+            mc_samples=cfg.bald.mc_samples,
+            mc_scope=cfg.bald.dropout_scope,
+            pretrained_sentence=pretrained,
+        )
+        t0 = time.perf_counter()
+        k = min(cfg.al.batch_size, len(unlabeled))
+        section = cfg.get(spec.config_section) if spec.config_section else None
+        inp = strategies.SelectionInput(
+            features=feats,
+            unlabeled=unlabeled,
+            labeled=labeled,
+            labels=self.dataset.train.labels,
+            seed=derive_seed(cfg.seed, r, _SELECT),
+            mesh=self.mesh,
+            config=section,
+        )
+        selection = spec.select(inp, k)
+        selection.validate(unlabeled, k)
+        return selection, time.perf_counter() - t0
+
+    def run(self) -> list[dict]:
+        cfg = self.cfg
+        n = len(self.dataset.train)
+        state = self.ckpt.restore_latest() or LoopState(
+            round=0, labeled=initial_labeled(n, cfg.al.initial_size, cfg.seed), seed=cfg.seed
+        )
+        self.metrics_log.truncate_to(state.round)
+        self.selected_log.truncate_to(state.round)
+        labeled = np.sort(state.labeled)
+        prev_params = state.params
+        for r in range(state.round, cfg.al.rounds):
+            unlabeled = np.setdiff1d(np.arange(n), labeled)
+            times = {}
+            t0 = time.perf_counter()
+            fit = self._train(r, labeled, prev_params)
+            times["train_s"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            sentence_test = self._pretrained_sentence("test") if self.head_mode else None
+            probs = self.passes.test_probs(self.steps, fit.params, fit.rest, sentence_test)
+            test = self.task.metrics(probs, self.dataset.test)
+            times["eval_s"] = time.perf_counter() - t0
+            row = {
+                "round": r,
+                "labeled": int(len(labeled)),
+                "strategy": self.spec.name,
+                "seed": cfg.seed,
+                "train_steps": fit.steps,
+                "test": test,
+            }
+            last = r == cfg.al.rounds - 1 or len(unlabeled) == 0
+            if not last:
+                t0 = time.perf_counter()
+                selection, select_s = self._select(r, fit, labeled, unlabeled)
+                times["features_s"] = time.perf_counter() - t0 - select_s
+                times["select_s"] = select_s
+                ids = [self.dataset.train.ids[i] for i in selection.indices]
+                self.selected_log.append(
+                    {
+                        "round": r,
+                        "rows": selection.indices.tolist(),
+                        "ids": ids,
+                        "scores": {
+                            k: np.asarray(v, np.float64).tolist()
+                            for k, v in selection.scores.items()
+                        },
+                    }
+                )
+            row["time"] = times
+            self.metrics_log.append(row)
+            logging.info(
+                "round %d: %d labeled, test %s",
+                r,
+                len(labeled),
+                {k: round(v, 4) for k, v in test.items()},
+            )
+            if last:
+                # A done marker: rerunning a finished workdir changes nothing.
+                self.ckpt.save(LoopState(round=cfg.al.rounds, labeled=labeled, seed=cfg.seed))
+                break
+            labeled = np.sort(np.concatenate([labeled, selection.indices]))
+            prev_params = None
+            if not cfg.train.from_scratch:
+                prev_params = jax.device_get(nnx.State(fit.params).to_pure_dict())
+            self.ckpt.save(
+                LoopState(round=r + 1, labeled=labeled, seed=cfg.seed, params=prev_params)
+            )
+        rows = self.metrics_log.rows()
+        run_files.plot_curves(
+            self.workdir,
+            rows,
+            self.task.primary_metric,
+            f"{cfg.name}: {self.spec.name}, seed {cfg.seed}",
+        )
+        self.ckpt.close()
+        return rows

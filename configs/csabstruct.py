@@ -1,0 +1,19 @@
+"""CSAbstruct (stand-in for PubMed 20k RCT), offline MiniLM, full fine-tuning, k = 100.
+
+Run:
+  BATL_DATA_DIR=../shared/data python -m batl_jax.main --config=configs/csabstruct.py
+Head-only (fast on a CPU): add
+  --config.train.mode=head --config.train.lr=2e-3 --config.train.epochs=20
+"""
+
+from configs import base
+
+
+def get_config():
+    c = base.get_config()
+    c.name = "csabstruct"
+    c.model.name = base.OFFLINE_MINILM
+    c.data.name = "csabstruct"
+    c.al.batch_size = 100
+    c.al.rounds = 10
+    return c
