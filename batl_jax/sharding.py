@@ -58,6 +58,29 @@ def pad_rows(x: np.ndarray, size: int, value=0) -> np.ndarray:
     return np.concatenate([x, pad], axis=0)
 
 
+def put_global(x, sharding: NamedSharding) -> jax.Array:
+    """Place host array ``x`` (the same on every process) as a global array with ``sharding``.
+
+    Each process fills only its addressable shards, so this works unchanged on one host
+    and across hosts after ``jax.distributed.initialize``.
+    """
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
+def put_tree(tree, sharding: NamedSharding):
+    """:func:`put_global` on every leaf of ``tree``."""
+
+    def leaf(x):
+        if hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            # Typed PRNG keys have no numpy form: move their raw data and re-wrap.
+            data = put_global(jax.device_get(jax.random.key_data(x)), sharding)
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+        return put_global(jax.device_get(x), sharding)
+
+    return jax.tree.map(leaf, tree)
+
+
 def put_rows(x: np.ndarray, mesh: Mesh, *, pad_value=0) -> tuple[jax.Array, jax.Array]:
     """Place ``x`` row-sharded on ``mesh``, padded to a multiple of the device count.
 
@@ -69,12 +92,12 @@ def put_rows(x: np.ndarray, mesh: Mesh, *, pad_value=0) -> tuple[jax.Array, jax.
     mask = np.zeros(size, dtype=bool)
     mask[:n] = True
     sharding = row_sharded(mesh)
-    return jax.device_put(pad_rows(x, size, pad_value), sharding), jax.device_put(mask, sharding)
+    return put_global(pad_rows(x, size, pad_value), sharding), put_global(mask, sharding)
 
 
 def put_replicated(x, mesh: Mesh) -> jax.Array:
     """Place a full copy of ``x`` on every device of ``mesh``."""
-    return jax.device_put(x, replicated(mesh))
+    return put_global(x, replicated(mesh))
 
 
 def to_host(x: jax.Array, n: int | None = None) -> np.ndarray:

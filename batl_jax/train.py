@@ -75,7 +75,7 @@ class Steps:
         self.forward = jax.jit(self._forward, static_argnums=(0, 3))
 
     def init_opt_state(self, params):
-        return jax.device_put(self.tx.init(params), sharding.replicated(self.mesh))
+        return sharding.put_tree(self.tx.init(params), sharding.replicated(self.mesh))
 
     def _train_step(self, params, opt_state, rest, batch, labels, valid, lr):
         def loss_fn(p):
@@ -101,7 +101,7 @@ def split_model(model: nnx.Module):
 
 
 def _device_batch(batch: Batch, mesh, sentence_cache: np.ndarray | None):
-    put = lambda x: jax.device_put(x, sharding.row_sharded(mesh))  # noqa: E731
+    put = lambda x: sharding.put_global(x, sharding.row_sharded(mesh))  # noqa: E731
     if sentence_cache is not None:
         rows = np.where(batch.rows >= 0, batch.rows, 0)
         return {"sentence": put(sentence_cache[rows])}
@@ -141,12 +141,12 @@ def fit(
     per_epoch = math.ceil(num_rows / batch_size)
     total = max(epochs * per_epoch, min_steps)
     _, params, rest = split_model(model)
-    params = jax.device_put(params, sharding.replicated(mesh))
-    rest = jax.device_put(rest, sharding.replicated(mesh))
+    params = sharding.put_tree(params, sharding.replicated(mesh))
+    rest = sharding.put_tree(rest, sharding.replicated(mesh))
     opt_state = steps_fn.init_opt_state(params)
     if num_rows == 0:
         return FitResult(params, rest, 0, float("nan"))
-    put = lambda x: jax.device_put(x, sharding.row_sharded(mesh))  # noqa: E731
+    put = lambda x: sharding.put_global(x, sharding.row_sharded(mesh))  # noqa: E731
     step, loss, epoch = 0, jnp.zeros(()), 0
     with tqdm(total=total, desc=desc, unit="step", leave=False, disable=None) as bar:
         while step < total:
@@ -192,7 +192,7 @@ def predict(
     ):
         inputs = _device_batch(batch, steps_fn.mesh, sentence_cache)
         res, rest = steps_fn.forward(keys, params, rest, stochastic, inputs)
-        res = jax.device_get(res)
+        res = {k: sharding.to_host(v) for k, v in res.items()}
         real = batch.valid
         for k in keys:
             arr = np.asarray(res[k], dtype=np.float32)

@@ -1,0 +1,537 @@
+"""Relation-extraction data: one record type and loaders for SemEval-2010 Task 8, Wiki-KBP, NYT-10.
+
+Every loader turns its source format into :class:`RelationExample` (a sentence, two character
+spans and a label) and checks each record the same way. A malformed record is either fatal
+(``on_error="fail"``: a :class:`~batl_jax.errors.DataError` naming the file, the record id, the
+problem and the fix) or dropped (``on_error="skip"``: a warning, and it is counted in the
+``skipped`` dict every loader returns, keyed by reason, for the run log). Reasons:
+
+``bad_record``          not a JSON object / required field missing or of the wrong type
+``empty_text``          the sentence is empty or only whitespace
+``missing_span``        no span for an entity (SemEval tags absent/unbalanced, NYT ``pos`` missing)
+``entity_not_found``    Wiki-KBP: em1Text/em2Text is not a substring of sentText
+``span_out_of_range``   a span is not ``0 <= start < end <= len(text)``
+``empty_entity``        a span covers only whitespace
+``span_text_mismatch``  the span's text differs from the entity text the record states
+``overlapping_spans``   the head and tail spans share characters
+``unknown_label``       the label is not in the known label set
+
+Wiki-KBP entity positions. CoType's ``entityMentions[i]["start"]`` is *not* an offset: in both
+shipped files it equals ``i`` (0, 1, 2, ... in list order) on every sentence, i.e. a mention
+ordinal, so it carries no position and is ignored. Spans are found by string search instead (see
+:func:`_locate_pair`): the first occurrence on word boundaries, with head and tail chosen so they
+do not overlap. Pairs that cannot be placed apart (the same text for both entities with a single
+occurrence, or one name nested in the other such as "Hong Kong-listed" / "Hong Kong") are
+``overlapping_spans``. On the shipped files: test 2,209 of 2,209 mentions kept (7 same-text
+pairs and 8 nested pairs all have a second, disjoint occurrence); train head 3,309 of 3,323 kept,
+14 ``overlapping_spans`` (nested names with one occurrence, e.g. "King Alexander III" /
+"Alexander III"). The test file also repeats 14 (sentence, em1, em2) triples, always with the
+same label; they are kept (CoType's count of 2,209 includes them).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import gzip
+import itertools
+import json
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from batl_jax.errors import DataError
+
+log = logging.getLogger(__name__)
+
+#: SemEval-2010 Task 8 labels: the no-relation class first, then the 18 directed relations.
+SEMEVAL_NA = "Other"
+SEMEVAL_RELATIONS = (
+    "Cause-Effect",
+    "Component-Whole",
+    "Content-Container",
+    "Entity-Destination",
+    "Entity-Origin",
+    "Instrument-Agency",
+    "Member-Collection",
+    "Message-Topic",
+    "Product-Producer",
+)
+SEMEVAL_LABELS = (SEMEVAL_NA,) + tuple(
+    f"{r}({d})" for r in SEMEVAL_RELATIONS for d in ("e1,e2", "e2,e1")
+)
+_SEMEVAL_LABEL_SET = frozenset(SEMEVAL_LABELS)
+
+#: Wiki-KBP (CoType) labels: every label of the test file, no-relation first. The 544-sentence
+#: train head uses a subset of them, so a label index built from it alone would be wrong.
+WIKI_KBP_NA = "None"
+WIKI_KBP_LABELS = (
+    WIKI_KBP_NA,
+    "org:founded_by",
+    "org:member_of",
+    "org:parents",
+    "org:shareholders",
+    "org:subsidiaries",
+    "per:children",
+    "per:countries_of_residence",
+    "per:country_of_birth",
+    "per:country_of_death",
+    "per:employee_or_member_of",
+    "per:parents",
+    "per:religion",
+)
+
+#: NYT-10 (OpenNRE layout) no-relation label.
+NYT10_NA = "NA"
+
+_SKIP_LOG_LIMIT = 5  # warnings per reason; the rest go to DEBUG so a bad file cannot flood logs
+
+
+@dataclasses.dataclass(frozen=True)
+class RelationExample:
+    """One relation instance: ``head``/``tail`` are ``[start, end)`` character offsets in ``text``.
+
+    ``bag`` is the distant-supervision bag key (head name, tail name) when the dataset has one.
+    """
+
+    id: str
+    text: str
+    head: tuple[int, int]
+    tail: tuple[int, int]
+    label: str
+    bag: tuple[str, str] | None = None
+
+    @property
+    def head_text(self) -> str:
+        return self.text[self.head[0] : self.head[1]]
+
+    @property
+    def tail_text(self) -> str:
+        return self.text[self.tail[0] : self.tail[1]]
+
+
+class _RecordError(Exception):
+    """Internal: one record is malformed (``reason`` is a key of the skip report)."""
+
+    def __init__(self, reason: str, detail: str, fix: str):
+        super().__init__(detail)
+        self.reason, self.detail, self.fix = reason, detail, fix
+
+
+class _Reporter:
+    """Applies the ``on_error`` policy and keeps the per-reason skip counts."""
+
+    def __init__(self, source: str, on_error: str):
+        if on_error not in ("fail", "skip"):
+            raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
+        self.source, self.on_error = source, on_error
+        self.skipped: collections.Counter[str] = collections.Counter()
+
+    def __call__(self, record_id: str, err: _RecordError) -> None:
+        if self.on_error == "fail":
+            raise DataError(
+                f"{self.source}: record {record_id}: {err.detail} [{err.reason}]. "
+                f"Fix: {err.fix}; or load with on_error='skip' to drop such records "
+                "(they are counted in the skip report)."
+            )
+        self.skipped[err.reason] += 1
+        level = logging.WARNING if self.skipped[err.reason] <= _SKIP_LOG_LIMIT else logging.DEBUG
+        log.log(
+            level, "%s: skipping record %s: %s [%s]", self.source, record_id, err.detail, err.reason
+        )
+
+    def counts(self) -> dict[str, int]:
+        return dict(sorted(self.skipped.items()))
+
+
+def _check_example(text: str, head: tuple[int, int], tail: tuple[int, int]) -> None:
+    """Raises ``_RecordError`` unless ``text`` is non-empty and the spans are valid and disjoint."""
+    if not isinstance(text, str) or not text.strip():
+        raise _Err("empty_text", "the sentence is empty", "remove the record or fill it in")
+    for name, span in (("head", head), ("tail", tail)):
+        s, e = span
+        if not (isinstance(s, int) and isinstance(e, int) and 0 <= s < e <= len(text)):
+            raise _RecordError(
+                "span_out_of_range",
+                f"{name} span {list(span)} is not within [0, {len(text)}] with start < end",
+                "give [start, end) character offsets inside the sentence",
+            )
+        if not text[s:e].strip():
+            raise _RecordError(
+                "empty_entity",
+                f"{name} span {list(span)} covers only whitespace",
+                "point the span at the entity's characters",
+            )
+    if head[0] < tail[1] and tail[0] < head[1]:
+        raise _RecordError(
+            "overlapping_spans",
+            f"head span {list(head)} {text[head[0] : head[1]]!r} overlaps tail span {list(tail)} "
+            f"{text[tail[0] : tail[1]]!r}",
+            "head and tail must be disjoint character spans",
+        )
+
+
+def _check_label(label, label_names: Sequence[str] | frozenset | None) -> str:
+    if not isinstance(label, str) or not label:
+        raise _RecordError(
+            "unknown_label",
+            f"label {label!r} is missing or not a string",
+            "give every record a relation label",
+        )
+    if label_names is not None and label not in label_names:
+        shown = ", ".join(sorted(label_names)[:20])
+        raise _RecordError(
+            "unknown_label",
+            f"label {label!r} is not a known relation",
+            f"use one of [{shown}] or add the label to label_names",
+        )
+    return label
+
+
+def _read_json_lines(path: Path, reporter: _Reporter) -> Iterable[tuple[int, dict]]:
+    """Yields (0-based physical line number, object); blank lines are skipped silently."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file. Fix: pass the path of the dataset file.")
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        for line_no, line in enumerate(f):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                reporter(
+                    f"line {line_no}",
+                    _RecordError(
+                        "bad_record",
+                        f"not valid JSON ({exc.msg})",
+                        "write one JSON object per line",
+                    ),
+                )
+                continue
+            if not isinstance(obj, dict):
+                reporter(
+                    f"line {line_no}",
+                    _RecordError(
+                        "bad_record",
+                        "the line is not a JSON object",
+                        "write one JSON object per line",
+                    ),
+                )
+                continue
+            yield line_no, obj
+
+
+# --------------------------------------------------------------------------------------------
+# SemEval-2010 Task 8
+# --------------------------------------------------------------------------------------------
+
+_TAG = re.compile(r"</?e[12]>")
+
+
+def _strip_semeval_tags(tagged: str) -> tuple[str, dict[str, int]]:
+    """Removes ``<e1>``/``</e1>``/``<e2>``/``</e2>`` and returns the text and each tag's offset."""
+    parts, where, pos, out_len = [], {}, 0, 0
+    for m in _TAG.finditer(tagged):
+        parts.append(tagged[pos : m.start()])
+        out_len += m.start() - pos
+        if m.group() in where:
+            raise _RecordError(
+                "missing_span",
+                f"tag {m.group()} occurs twice",
+                "mark each entity with exactly one <eN>...</eN> pair",
+            )
+        where[m.group()] = out_len
+        pos = m.end()
+    parts.append(tagged[pos:])
+    return "".join(parts), where
+
+
+def _parse_semeval(obj: dict) -> RelationExample:
+    sentence, label = obj.get("sentence"), obj.get("label")
+    if not isinstance(sentence, str):
+        raise _RecordError(
+            "bad_record",
+            "field 'sentence' is missing or not a string",
+            "give the tagged sentence in 'sentence'",
+        )
+    text, where = _strip_semeval_tags(sentence)
+    if not text.strip():
+        raise _Err("empty_text", "the sentence is empty", "remove the record or fill it in")
+    spans = []
+    for n in ("1", "2"):
+        if f"<e{n}>" not in where or f"</e{n}>" not in where:
+            raise _RecordError(
+                "missing_span",
+                f"entity e{n} has no <e{n}>...</e{n}> tags",
+                f"mark entity e{n} with <e{n}>...</e{n}> in the sentence",
+            )
+        spans.append((where[f"<e{n}>"], where[f"</e{n}>"]))
+    head, tail = spans
+    _check_example(text, head, tail)
+    for n, span in (("1", head), ("2", tail)):
+        stated = obj.get(f"e{n}")
+        if stated is not None and stated != text[span[0] : span[1]]:
+            raise _RecordError(
+                "span_text_mismatch",
+                f"tagged e{n} {text[span[0] : span[1]]!r} differs from field e{n} {stated!r}",
+                f"make field e{n} equal the tagged text",
+            )
+    return RelationExample("", text, head, tail, _check_label(label, _SEMEVAL_LABEL_SET))
+
+
+def load_semeval(path: str | Path, *, on_error: str = "fail"):
+    """Loads a SemEval-2010 Task 8 JSON-lines file (``train.jsonl.gz`` / ``test.jsonl.gz``).
+
+    Records are ``{"id", "sentence" (with <e1>/<e2> tags), "e1", "e2", "label", ...}``; the
+    tags are stripped and their positions become the spans (head = e1, tail = e2; the label's
+    ``(e1,e2)``/``(e2,e1)`` suffix carries the direction). Labels must be in
+    :data:`SEMEVAL_LABELS`. Returns ``(examples, skipped_counts_by_reason)``.
+    """
+    reporter = _Reporter(str(path), on_error)
+    examples = []
+    for line_no, obj in _read_json_lines(Path(path), reporter):
+        rid = str(obj.get("id", f"line {line_no}"))
+        try:
+            examples.append(dataclasses.replace(_parse_semeval(obj), id=rid))
+        except _RecordError as err:
+            reporter(rid, err)
+    return examples, reporter.counts()
+
+
+# --------------------------------------------------------------------------------------------
+# Wiki-KBP (CoType JSON lines)
+# --------------------------------------------------------------------------------------------
+
+
+def _occurrences(text: str, needle: str) -> list[tuple[int, int, bool]]:
+    """All (start, end, on_word_boundary) occurrences of ``needle``, overlapping ones included."""
+    out, i = [], text.find(needle)
+    while i >= 0 and needle:
+        j = i + len(needle)
+        # A hit inside a longer word ("Iraq" in "Iraqi", "In" in "Indian") is a worse candidate.
+        bounded = (i == 0 or not text[i - 1].isalnum()) and (
+            j == len(text) or not text[j].isalnum()
+        )
+        out.append((i, j, bounded))
+        i = text.find(needle, i + 1)
+    return out
+
+
+def _locate_pair(text: str, em1: str, em2: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Places head ``em1`` and tail ``em2`` in ``text`` (CoType gives no offsets).
+
+    Candidates are every occurrence; the first pair in this order wins: both on word boundaries
+    before any pair with an in-word hit, then by head position, then by tail position, skipping
+    pairs that overlap. So for distinct names this is "first whole-word occurrence of each", and
+    the later occurrence is used only to keep head and tail apart.
+    """
+    for name, em in (("em1Text", em1), ("em2Text", em2)):
+        if not isinstance(em, str) or not em.strip():
+            raise _RecordError(
+                "missing_span",
+                f"{name} is missing or empty",
+                f"give the entity's surface text in {name}",
+            )
+    heads, tails = _occurrences(text, em1), _occurrences(text, em2)
+    for name, em, occ in (("em1Text", em1, heads), ("em2Text", em2, tails)):
+        if not occ:
+            raise _RecordError(
+                "entity_not_found",
+                f"{name} {em!r} does not occur in sentText",
+                f"make {name} an exact substring of sentText",
+            )
+    for need_bounded in (True, False):
+        for hs, he, hb in heads:
+            for ts, te, tb in tails:
+                if need_bounded and not (hb and tb):
+                    continue
+                if he <= ts or te <= hs:
+                    return (hs, he), (ts, te)
+    raise _RecordError(
+        "overlapping_spans",
+        f"em1Text {em1!r} and em2Text {em2!r} cannot be placed without overlapping",
+        "the two entities must be distinct, non-nested mentions",
+    )
+
+
+def load_wiki_kbp(
+    path: str | Path, *, on_error: str = "fail", label_names: Sequence[str] | None = None
+):
+    """Loads a CoType/ReHession Wiki-KBP file (``test.json.gz`` / ``train_head544.json.gz``).
+
+    One example per ``relationMentions`` entry: id ``f"{line_no}:{mention_no}"`` (both 0-based;
+    ``line_no`` counts physical lines, blank ones included), head = em1Text, tail = em2Text,
+    bag = ``(em1Text, em2Text)``, label as given (``"None"`` = no relation). Spans come from
+    :func:`_locate_pair` (``entityMentions.start`` is only a mention ordinal; see the module
+    docstring). ``label_names`` (optional) restricts the labels, e.g. :data:`WIKI_KBP_LABELS`.
+    Returns ``(examples, skipped_counts_by_reason)``; counts are per relation mention.
+    """
+    reporter = _Reporter(str(path), on_error)
+    known = frozenset(label_names) if label_names is not None else None
+    examples = []
+    for line_no, obj in _read_json_lines(Path(path), reporter):
+        text, mentions = obj.get("sentText"), obj.get("relationMentions")
+        if not isinstance(text, str) or not isinstance(mentions, list):
+            reporter(
+                f"{line_no}",
+                _RecordError(
+                    "bad_record",
+                    "sentText or relationMentions is missing or of the wrong type",
+                    "give sentText (string) and relationMentions (list)",
+                ),
+            )
+            continue
+        for k, m in enumerate(mentions):
+            rid = f"{line_no}:{k}"
+            try:
+                if not isinstance(m, dict):
+                    raise _RecordError(
+                        "bad_record",
+                        "relation mention is not an object",
+                        "give {em1Text, em2Text, label}",
+                    )
+                if not text.strip():
+                    raise _RecordError(
+                        "empty_text", "sentText is empty", "remove the sentence or fill it in"
+                    )
+                head, tail = _locate_pair(text, m.get("em1Text"), m.get("em2Text"))
+                _check_example(text, head, tail)
+                label = _check_label(m.get("label"), known)
+                examples.append(
+                    RelationExample(rid, text, head, tail, label, bag=(m["em1Text"], m["em2Text"]))
+                )
+            except _RecordError as err:
+                reporter(rid, err)
+    return examples, reporter.counts()
+
+
+# --------------------------------------------------------------------------------------------
+# NYT-10 (OpenNRE layout), record level
+# --------------------------------------------------------------------------------------------
+
+
+def _nyt_entity(obj: dict, key: str) -> tuple[str, list]:
+    ent = obj.get(key)
+    if not isinstance(ent, dict):
+        raise _RecordError(
+            "bad_record",
+            f"field {key!r} is missing or not an object",
+            f"give {key} = {{'name': ..., 'pos': [start, end]}}",
+        )
+    pos = ent.get("pos")
+    if not (isinstance(pos, (list, tuple)) and len(pos) == 2):
+        raise _RecordError(
+            "missing_span",
+            f"{key}.pos is missing or not [start, end]",
+            f"give {key}.pos as [start, end) offsets",
+        )
+    return ent.get("name"), list(pos)
+
+
+def _norm(s: str) -> str:
+    return " ".join(s.split()).casefold()
+
+
+def _parse_nyt(obj: dict, known) -> RelationExample:
+    (h_name, h_pos), (t_name, t_pos) = _nyt_entity(obj, "h"), _nyt_entity(obj, "t")
+    if "text" in obj:
+        text = obj["text"]
+    elif isinstance(obj.get("token"), list):
+        # Token layout (wiki80/TACRED-style OpenNRE files): pos are token indices; rebuild a
+        # space-joined text and convert to character offsets.
+        tokens = [str(t) for t in obj["token"]]
+        starts = [0, *itertools.accumulate(len(t) + 1 for t in tokens)]
+        for pos in (h_pos, t_pos):
+            if not (
+                isinstance(pos[0], int)
+                and isinstance(pos[1], int)
+                and 0 <= pos[0] < pos[1] <= len(tokens)
+            ):
+                raise _RecordError(
+                    "span_out_of_range",
+                    f"token span {pos} outside the sentence",
+                    "give [start, end) token indices inside 'token'",
+                )
+        h_pos = [starts[h_pos[0]], starts[h_pos[1]] - 1]
+        t_pos = [starts[t_pos[0]], starts[t_pos[1]] - 1]
+        text = " ".join(tokens)
+    else:
+        raise _RecordError(
+            "bad_record", "neither 'text' nor 'token' is given", "give the sentence in 'text'"
+        )
+    head, tail = tuple(h_pos), tuple(t_pos)
+    _check_example(text, head, tail)
+    for key, name, span in (("h", h_name, head), ("t", t_name, tail)):
+        if not isinstance(name, str) or not name.strip():
+            raise _RecordError("bad_record", f"{key}.name is missing", f"give {key}.name")
+        # Case/whitespace-insensitive: the entity name is a KB surface form, the span is text.
+        if _norm(text[span[0] : span[1]]) != _norm(name):
+            raise _RecordError(
+                "span_text_mismatch",
+                f"{key}.pos {list(span)} covers {text[span[0] : span[1]]!r}, not {key}.name {name!r}",
+                f"make {key}.pos the [start, end) character offsets of {key}.name",
+            )
+    label = _check_label(obj.get("relation"), known)
+    return RelationExample(str(obj.get("id", "")), text, head, tail, label, bag=(h_name, t_name))
+
+
+def load_nyt10_records(
+    records: Iterable[dict],
+    *,
+    on_error: str = "fail",
+    label_names: Sequence[str] | None = None,
+    source: str = "nyt10",
+):
+    """Converts OpenNRE-format NYT-10 rows (e.g. from ``datasets``) into examples.
+
+    A row is ``{"text", "relation", "h": {"name", "pos": [s, e]}, "t": {...}}`` with ``pos``
+    ``[start, end)`` *character* offsets into ``text`` (OpenNRE's nyt10 files), or the token
+    layout ``{"token": [...], ...}`` with token-index ``pos``. The span must spell the entity
+    name (ignoring case and whitespace). Id = the row's ``"id"`` if present, else its 0-based
+    position; bag = ``(h name, t name)``. ``source`` names the data in error messages.
+    Returns ``(examples, skipped_counts_by_reason)``.
+    """
+    reporter = _Reporter(source, on_error)
+    known = frozenset(label_names) if label_names is not None else None
+    examples = []
+    for i, obj in enumerate(records):
+        rid = str(obj.get("id", i)) if isinstance(obj, dict) else str(i)
+        try:
+            if not isinstance(obj, dict):
+                raise _RecordError("bad_record", "row is not a mapping", "pass dict rows")
+            ex = _parse_nyt(obj, known)
+            examples.append(dataclasses.replace(ex, id=rid))
+        except _RecordError as err:
+            reporter(rid, err)
+    return examples, reporter.counts()
+
+
+# --------------------------------------------------------------------------------------------
+# Label checks
+# --------------------------------------------------------------------------------------------
+
+
+def validate_labels(
+    examples: Iterable[RelationExample],
+    label_names: Sequence[str],
+    *,
+    on_error: str = "fail",
+    source: str = "examples",
+):
+    """Keeps the examples whose label is in ``label_names``; the others per ``on_error``.
+
+    Returns ``(kept, {"unknown_label": n})`` (an empty dict when nothing was dropped).
+    """
+    reporter = _Reporter(source, on_error)
+    known = frozenset(label_names)
+    kept = []
+    for ex in examples:
+        try:
+            _check_label(ex.label, known)
+            kept.append(ex)
+        except _RecordError as err:
+            reporter(ex.id, err)
+    return kept, reporter.counts()

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Several GPU hosts (no TPU auto-detection): give each process the coordinator and its id.
+#   host 0: COORD=10.0.0.1:1234 NPROC=2 PID=0 bash launch/multihost_gpu.sh configs/agnews.py
+#   host 1: COORD=10.0.0.1:1234 NPROC=2 PID=1 bash launch/multihost_gpu.sh configs/agnews.py
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CONFIG=${1:?usage: launch/multihost_gpu.sh CONFIG [overrides...]}; shift
+: "${COORD:?set COORD=host:port of process 0}" "${NPROC:?set NPROC}" "${PID:?set PID}"
+exec .venv/bin/python -m batl_jax.main --config="$CONFIG" \
+  --config.distributed.enabled=True --config.distributed.coordinator_address="$COORD" \
+  --config.distributed.num_processes="$NPROC" --config.distributed.process_id="$PID" "$@"
