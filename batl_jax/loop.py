@@ -9,6 +9,7 @@ produces exactly the rows an uninterrupted run would.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -67,8 +68,24 @@ def check_config(cfg, spec, pool_size: int) -> None:
             f"strategy {spec.name!r} needs a trained classifier, but al.initial_size=0; "
             "set --config.al.initial_size>0 or use a cold-start strategy (rand, alps)"
         )
+    if cfg.batl.sentence_rep not in ("finetuned", "pretrained"):
+        raise ConfigError(
+            f"batl.sentence_rep={cfg.batl.sentence_rep!r}: use 'finetuned' or 'pretrained'"
+        )
     if tr.batch_size < 1 or tr.epochs < 0 or tr.lr <= 0:
         raise ConfigError("train.batch_size, train.epochs and train.lr must be positive")
+
+
+def integrate_on_host(params, sentence: np.ndarray, hidden: np.ndarray, batl_cfg) -> np.ndarray:
+    """BATL's e(x) with ``batl.sentence_rep = pretrained``: the trained integration layer
+    applied to ``[s_pretrained; h_C]`` (the model itself only sees its own s)."""
+    layer = jax.device_get(nnx.State(params).to_pure_dict())["integrate"]
+    e = np.concatenate([sentence, hidden], axis=1) @ np.asarray(layer["kernel"]) + np.asarray(
+        layer["bias"]
+    )
+    if batl_cfg.normalize:
+        e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    return e.astype(np.float32)
 
 
 def _round_up(n: int, multiple: int) -> int:
@@ -195,6 +212,10 @@ class Experiment:
             mc_scope=cfg.bald.dropout_scope,
             pretrained_sentence=pretrained,
         )
+        if pretrained is not None and "embedding" in spec.needs and not self.head_mode:
+            feats = dataclasses.replace(
+                feats, embedding=integrate_on_host(fit.params, pretrained, feats.hidden, cfg.batl)
+            )
         t0 = time.perf_counter()
         k = min(cfg.al.batch_size, len(unlabeled))
         section = cfg.get(spec.config_section) if spec.config_section else None

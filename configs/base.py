@@ -80,7 +80,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.dal = ml_collections.ConfigDict()
     c.dal.sub_rounds = 10  # Discriminator retrained this many times per selection.
     c.dal.hidden = 256  # Discriminator MLP width.
-    c.dal.epochs = 10  # Discriminator epochs per sub-round.
+    c.dal.steps = 300  # Discriminator optimizer steps per sub-round.
+    c.dal.batch = 256  # Discriminator batch: half labeled, half unlabeled rows.
     c.dal.lr = 1e-3  # Discriminator learning rate.
 
     c.bald = ml_collections.ConfigDict()
