@@ -76,10 +76,10 @@ class ModelFactory:
         self.dropout = dropout
         self.embed_dim = embed_dim
         self.normalize = normalize
-        self._enc_graphdef, enc_state = nnx.split(pre.encoder)
+        self._enc_graphdef, enc_params, self._enc_rest = nnx.split(pre.encoder, nnx.Param, ...)
         # Host copies: every round's model gets new device buffers, so donating a round's
         # parameters never invalidates the pristine weights.
-        self._enc_state = jax.device_get(enc_state)
+        self._enc_params = jax.device_get(enc_params)
         self._pooler = None
         if pre.pooler is not None and pre.has_pooler_weights and pooling == "cls":
             self._pooler = jax.device_get(nnx.state(pre.pooler.dense))
@@ -90,8 +90,8 @@ class ModelFactory:
 
     def encoder(self):
         """A fresh copy of the pre-trained encoder."""
-        state = jax.tree.map(lambda x: jnp.asarray(np.array(x)), self._enc_state)
-        return nnx.merge(self._enc_graphdef, state)
+        params = jax.tree.map(lambda x: jnp.asarray(np.array(x)), self._enc_params)
+        return nnx.merge(self._enc_graphdef, params, self._enc_rest, copy=True)
 
     def classifier(self, seed: int, *, with_encoder: bool) -> SequenceClassifier:
         """A new model for one round: pre-trained encoder (if ``with_encoder``) + fresh head."""
