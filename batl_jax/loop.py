@@ -105,7 +105,7 @@ class Experiment:
         check_config(cfg, self.spec, len(self.dataset.train))
 
         tokenizer = hf_params.load_tokenizer(resolve_model_name(cfg.model.name))
-        extra_tokens = self.task.prepare_tokenizer(tokenizer)
+        self.task.prepare_tokenizer(tokenizer)
         self.factory = ModelFactory(
             cfg.model.name,
             self.task.num_labels,
@@ -114,7 +114,7 @@ class Experiment:
             embed_dim=cfg.batl.embed_dim if "embedding" in self.spec.needs else 0,
             normalize=cfg.batl.normalize,
             with_mlm_head="surprisal" in self.spec.needs and not cfg.alps.fit_mlm_head,
-            extra_tokens=extra_tokens,
+            vocab_size=len(tokenizer),
             revision=cfg.model.revision,
             dtype=cfg.model.dtype,
         )

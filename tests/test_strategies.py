@@ -176,24 +176,3 @@ def test_unknown_strategy_lists_choices():
 
     with pytest.raises(ConfigError, match="batl"):
         strategies.get("nope")
-
-
-def test_dal_sub_rounds_split_the_batch(mesh1):
-    from batl_jax.strategies.dal import dal_select
-
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(400, 6)).astype(np.float32)
-    picks, scores = dal_select(
-        x,
-        np.arange(50),
-        np.arange(50, 400),
-        7,
-        seed=0,
-        sub_rounds=3,
-        steps=50,
-        batch=64,
-        hidden=32,
-        lr=1e-3,
-    )
-    assert len(picks) == 7 and len(np.unique(picks)) == 7 and picks.min() >= 50
-    assert len(scores) == 7

@@ -54,7 +54,7 @@ class ModelFactory:
         embed_dim: int,
         normalize: bool,
         with_mlm_head: bool = False,
-        extra_tokens: int = 0,
+        vocab_size: int = 0,
         revision: str = "",
         dtype: str = "float32",
     ):
@@ -69,8 +69,9 @@ class ModelFactory:
         self.checkpoint_dir = pre.path
         self.config = pre.config
         self.mlm_head = pre.mlm_head
-        if extra_tokens:
-            resize_token_embeddings(pre.encoder, pre.config.vocab_size + extra_tokens)
+        if vocab_size > pre.config.vocab_size:  # e.g. relation-extraction marker tokens
+            resize_token_embeddings(pre.encoder, vocab_size, mlm_head=pre.mlm_head)
+            self.config = pre.encoder.config
         self.num_labels = num_labels
         self.pooling = pooling
         self.dropout = dropout
