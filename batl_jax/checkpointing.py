@@ -18,6 +18,8 @@ import orbax.checkpoint as ocp
 
 from batl_jax.errors import StateError
 
+log = logging.getLogger(__name__)
+
 
 @dataclasses.dataclass
 class LoopState:
@@ -86,7 +88,7 @@ class Checkpointer:
                 "start a fresh --workdir"
             ) from e
         state = LoopState.from_tree(tree)
-        logging.info("resuming from checkpoint of round %d", state.round)
+        log.info("resuming from checkpoint of round %d", state.round)
         return state
 
     def close(self) -> None:

@@ -20,6 +20,8 @@ import numpy as np
 from batl_jax.errors import ConfigError, DataError
 
 # Files per local dataset: (train file, test file, text field, label field, label names or None).
+log = logging.getLogger(__name__)
+
 _LOCAL = {
     "ag_news": (
         "ag_news/alps_dev.jsonl.gz",
@@ -185,7 +187,7 @@ def load_dataset(cfg, seed: int) -> Dataset:
             "wiki_kbp, nyt10, hub"
         )
     if skipped:
-        logging.warning("skipped malformed records: %s", skipped)
+        log.warning("skipped malformed records: %s", skipped)
     ds.train = _subsample(ds.train, cfg.data.pool_limit, seed)
     ds.test = _subsample(ds.test, cfg.data.test_limit, seed + 1)
     return ds

@@ -26,6 +26,8 @@ from batl_jax.model import hf_params
 from batl_jax.model.factory import ModelFactory, resolve_model_name
 
 # Purposes of derived seeds, so no two draws of a round share a stream.
+log = logging.getLogger(__name__)
+
 _INIT, _TRAIN, _SELECT, _MODEL = 1, 2, 3, 4
 
 
@@ -254,6 +256,7 @@ class Experiment:
             test = self.task.metrics(probs, self.dataset.test)
             times["eval_s"] = time.perf_counter() - t0
             row = {
+                "test_majority_rate": self.task.majority_rate(self.dataset.test),
                 "round": r,
                 "labeled": int(len(labeled)),
                 "strategy": self.spec.name,
@@ -281,7 +284,7 @@ class Experiment:
                 )
             row["time"] = times
             self.metrics_log.append(row)
-            logging.info(
+            log.info(
                 "round %d: %d labeled, test %s",
                 r,
                 len(labeled),

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from absl import app, flags
+from absl import logging as absl_logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -44,7 +45,7 @@ def run(cfg, workdir: str | None) -> list[dict]:
     init_distributed(cfg)
     mesh = sharding.make_mesh(cfg.mesh.num_devices or None)
     workdir_path = Path(workdir or Path("runs") / cfg.name)
-    logging.info("workdir %s, %d device(s)", workdir_path, mesh.size)
+    logging.getLogger("batl_jax").info("workdir %s, %d device(s)", workdir_path, mesh.size)
     return Experiment(cfg, workdir_path, mesh).run()
 
 
@@ -53,7 +54,9 @@ def main(argv) -> None:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     from batl_jax.errors import BatlError
 
-    logging.getLogger().setLevel(logging.INFO)
+    # Libraries (Orbax above all) log every step at INFO through absl; keep ours only.
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    logging.getLogger("batl_jax").setLevel(logging.INFO)
     cfg = _CONFIG.value
     if cfg is None:
         print("error: --config is required, e.g. --config=configs/demo.py", file=sys.stderr)

@@ -13,6 +13,7 @@ def get_config():
     c = base.get_config()
     c.name = "csabstruct"
     c.model.name = base.OFFLINE_MINILM
+    c.model.pooling = "mean"  # MiniLM is a sentence-transformers model trained with mean pooling
     c.data.name = "csabstruct"
     c.al.batch_size = 100
     c.al.rounds = 10

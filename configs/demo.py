@@ -14,12 +14,13 @@ def get_config():
     c.name = "demo"
     c.model.name = base.OFFLINE_MINILM
     c.model.max_len = 64
+    c.model.pooling = "mean"  # MiniLM is a sentence-transformers model trained with mean pooling
     c.data.name = "csabstruct"
     c.data.buckets = (32, 64)
-    c.data.pool_limit = 3000
+    c.data.pool_limit = 4000
     c.data.test_limit = 1000
     c.al.batch_size = 50
-    c.al.rounds = 4
+    c.al.rounds = 5
     c.train.mode = "head"
     c.train.lr = 2e-3
     c.train.epochs = 20

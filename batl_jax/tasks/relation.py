@@ -20,6 +20,8 @@ from batl_jax.tasks import relation_metrics as rm
 from batl_jax.tasks.classification import f1_scores
 
 # Local files per dataset (relative to data.dir) and the no-relation label.
+log = logging.getLogger(__name__)
+
 _FILES = {
     "semeval": ("semeval2010_task8/train.jsonl.gz", "semeval2010_task8/test.jsonl.gz"),
     "wiki_kbp": ("wiki_kbp/train_head544.json.gz", "wiki_kbp/test.json.gz"),
@@ -177,7 +179,7 @@ class RelationTask:
             gold = [self.label_names[i] for i in split.labels]
             out["semeval_official_f1"] = rm.semeval_official_macro_f1(pred, gold)
             out["semeval_undirected_f1"] = rm.semeval_undirected_macro_f1(pred, gold)
-        logging.debug("relation metrics: %s", out)
+        log.debug("relation metrics: %s", out)
         return out
 
     def majority_rate(self, split: Split) -> float:
