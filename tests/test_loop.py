@@ -158,3 +158,19 @@ def test_initial_set_same_for_every_strategy():
     assert np.array_equal(a, initial_labeled(1000, 50, seed=3))
     assert not np.array_equal(a, initial_labeled(1000, 50, seed=4))
     assert len(np.unique(a)) == 50
+
+
+@pytest.mark.skipif(not Path(DATA_DIR).is_dir(), reason="data dir not available")
+@pytest.mark.parametrize(
+    "strategy", ["conf", "dal", "bald", "batchbald", "coreset", "badge", "batl"]
+)
+def test_every_strategy_runs_in_the_loop(tiny_bert, tmp_path, strategy):
+    cfg = tiny_config(tiny_bert, al__strategy=strategy, train__mode="head")
+    cfg.bald.mc_samples = 4
+    cfg.dal.steps = 30
+    rows = batl_main.run(cfg, str(tmp_path / strategy))
+    assert [r["labeled"] for r in rows] == [20, 40]
+    sel = [json.loads(line) for line in (tmp_path / strategy / "selected.jsonl").open()]
+    assert len(sel) == 1 and len(set(sel[0]["rows"])) == 20
+    if strategy == "batl":
+        assert {"final", "target", "triplet"} <= set(sel[0]["scores"])
