@@ -7,10 +7,22 @@ round's head then maps them to ``h_C``, logits and ``e`` in milliseconds.
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
+from pathlib import Path
+
 import numpy as np
 
 from batl_jax import data, train
 from batl_jax.strategies.base import PoolFeatures
+
+log = logging.getLogger(__name__)
+
+
+def default_cache_dir() -> Path:
+    """``$BATL_CACHE_DIR`` or ``~/.cache/batl_jax``: frozen-encoder features shared by runs."""
+    return Path(os.environ.get("BATL_CACHE_DIR") or Path.home() / ".cache" / "batl_jax")
 
 
 class FeaturePasses:
@@ -22,11 +34,39 @@ class FeaturePasses:
       batch_size: global batch size for scoring (a multiple of the device count).
     """
 
-    def __init__(self, encoded: dict[str, data.Encoded], buckets, batch_size: int):
+    def __init__(
+        self,
+        encoded: dict[str, data.Encoded],
+        buckets,
+        batch_size: int,
+        *,
+        cache_dir: Path | None = None,
+        model_key: str = "",
+    ):
         self.encoded = encoded
         self.buckets = buckets
         self.batch_size = batch_size
+        self.cache_dir = cache_dir
+        self.model_key = model_key
         self._sentence_cache: dict[str, np.ndarray] = {}
+
+    def cache_path(self, split: str, key: str, kind: str) -> Path | None:
+        """Where a frozen-model feature of ``split`` is cached: keyed by ``key`` (the model's
+        identity and settings) and the exact token ids, so any change of data or model misses."""
+        if self.cache_dir is None or not key:
+            return None
+        enc = self.encoded[split]
+        h = hashlib.sha256(key.encode())
+        h.update(enc.input_ids.tobytes())
+        h.update(enc.lengths.tobytes())
+        return self.cache_dir / kind / f"{h.hexdigest()[:32]}.npy"
+
+    @staticmethod
+    def save_cached(path: Path, array: np.ndarray) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
+        np.save(tmp, array, allow_pickle=False)
+        os.replace(tmp, path)  # atomic: concurrent runs never read a partial file
 
     def _run(
         self, steps, params, rest, split, keys, *, stochastic=False, sentence=None, desc="score"

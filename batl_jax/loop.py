@@ -10,6 +10,7 @@ produces exactly the rows an uninterrupted run would.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from pathlib import Path
@@ -18,10 +19,10 @@ import jax
 import numpy as np
 from flax import nnx
 
-from batl_jax import data, run_files, sharding, strategies, tasks, train
+from batl_jax import data, run_files, sharding, strategies, surprisal, tasks, train
 from batl_jax.checkpointing import Checkpointer, LoopState
 from batl_jax.errors import ConfigError
-from batl_jax.features import FeaturePasses
+from batl_jax.features import FeaturePasses, default_cache_dir
 from batl_jax.model import hf_params
 from batl_jax.model.factory import ModelFactory, resolve_model_name
 
@@ -42,9 +43,15 @@ def initial_labeled(num_rows: int, size: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(num_rows, size=size, replace=False)).astype(np.int64)
 
 
+def initial_size(cfg) -> int:
+    """``al.initial_size``, where -1 (the default) means ``al.batch_size``."""
+    return cfg.al.batch_size if cfg.al.initial_size == -1 else cfg.al.initial_size
+
+
 def check_config(cfg, spec, pool_size: int) -> None:
     """Refuse inconsistent settings before any work is done."""
     al, tr = cfg.al, cfg.train
+    init = initial_size(cfg)
     if tr.mode not in ("full", "head"):
         raise ConfigError(f"train.mode={tr.mode!r}: use 'full' or 'head'")
     if cfg.model.pooling not in ("cls", "mean"):
@@ -60,12 +67,12 @@ def check_config(cfg, spec, pool_size: int) -> None:
             f"al.batch_size={al.batch_size} is larger than the pool ({pool_size} rows); "
             "lower --config.al.batch_size or raise --config.data.pool_limit"
         )
-    if not 0 <= al.initial_size <= pool_size - al.batch_size:
+    if not 0 <= init <= pool_size - al.batch_size:
         raise ConfigError(
-            f"al.initial_size={al.initial_size} must be between 0 and pool size minus "
+            f"al.initial_size={init} must be between 0 and pool size minus "
             f"al.batch_size ({pool_size - al.batch_size}); lower it"
         )
-    if al.initial_size == 0 and spec.needs_trained_model:
+    if init == 0 and spec.needs_trained_model:
         raise ConfigError(
             f"strategy {spec.name!r} needs a trained classifier, but al.initial_size=0; "
             "set --config.al.initial_size>0 or use a cold-start strategy (rand, alps)"
@@ -108,6 +115,7 @@ class Experiment:
 
         tokenizer = hf_params.load_tokenizer(resolve_model_name(cfg.model.name))
         self.task.prepare_tokenizer(tokenizer)
+        self.tokenizer = tokenizer
         self.factory = ModelFactory(
             cfg.model.name,
             self.task.num_labels,
@@ -115,7 +123,8 @@ class Experiment:
             dropout=cfg.train.dropout,
             embed_dim=cfg.batl.embed_dim if "embedding" in self.spec.needs else 0,
             normalize=cfg.batl.normalize,
-            with_mlm_head="surprisal" in self.spec.needs and not cfg.alps.fit_mlm_head,
+            with_mlm_head="surprisal" in self.spec.needs,
+            mlm_head_optional=cfg.alps.fit_mlm_head,
             vocab_size=len(tokenizer),
             revision=cfg.model.revision,
             dtype=cfg.model.dtype,
@@ -129,7 +138,11 @@ class Experiment:
         shards = sharding.num_shards(mesh)
         self.train_batch = _round_up(cfg.train.batch_size, shards)
         self.passes = FeaturePasses(
-            self.encoded, self.buckets, _round_up(cfg.train.eval_batch_size, shards)
+            self.encoded,
+            self.buckets,
+            _round_up(cfg.train.eval_batch_size, shards),
+            cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(),
+            model_key=self.factory.identity() if cfg.train.cache_features else "",
         )
         self.head_mode = cfg.train.mode == "head"
         loss_cfg = train.LossConfig(
@@ -162,6 +175,62 @@ class Experiment:
                 )
             return self._enc_steps
         return self.steps
+
+    def _surprisal(self) -> np.ndarray:
+        """ALPS surprisal embeddings of the pool under the pre-trained encoder + MLM head.
+
+        A property of the model and the data only (fixed position seed), so it is
+        computed once and kept in the feature cache across runs and resumptions.
+        """
+        if hasattr(self, "_surprisal_cache"):
+            return self._surprisal_cache
+        cfg, tok = self.cfg, self.tokenizer
+        key = "|".join(
+            [
+                self.passes.model_key,
+                "alps",
+                str(cfg.alps.mask_prob),
+                str(cfg.alps.masked),
+                str(cfg.alps.fit_mlm_head),
+                str(cfg.alps.fit_steps),
+            ]
+        )
+        path = self.passes.cache_path("train", key, "surprisal") if self.passes.model_key else None
+        info_path = path.with_suffix(".json") if path is not None else None
+        if path is not None and path.is_file() and info_path.is_file():
+            self._surprisal_cache = np.load(path, allow_pickle=False)
+            self._record_deviation(json.loads(info_path.read_text()))
+            return self._surprisal_cache
+        encoder = self.factory.encoder()
+        special = sorted(set(tok.all_special_ids))
+        head, info = self.factory.mlm_head, {}
+        if cfg.alps.fit_mlm_head and head is None:
+            head, info = surprisal.fit_mlm_head(
+                encoder, None, self.factory.config, self.encoded["train"],
+                np.arange(len(self.encoded["train"])), special_ids=special,
+                mask_token_id=tok.mask_token_id, mesh=self.mesh, steps=cfg.alps.fit_steps,
+                seed=0, buckets=self.buckets,
+            )  # fmt: skip
+        s = surprisal.surprisal_embeddings(
+            encoder, head, self.encoded["train"], special_ids=special, mesh=self.mesh,
+            buckets=self.buckets, batch_size=self.passes.batch_size,
+            mask_prob=cfg.alps.mask_prob, masked=cfg.alps.masked,
+            mask_token_id=tok.mask_token_id, vocab_size=len(tok),
+        )  # fmt: skip
+        self._record_deviation(info)
+        if path is not None:
+            self.passes.save_cached(path, s)
+            run_files.atomic_write_text(info_path, json.dumps(info))
+        self._surprisal_cache = s
+        return s
+
+    def _record_deviation(self, info: dict) -> None:
+        """Note departures from the paper's setting (e.g. a fitted MLM head) in run_info.json."""
+        if info:
+            log.warning("deviation from the reference setting: %s", info)
+            run_files.atomic_write_text(
+                self.workdir / "run_info.json", json.dumps({"deviations": [info]}, indent=2) + "\n"
+            )
 
     # -- one round ---------------------------------------------------------------------------
     def _train(self, r: int, labeled: np.ndarray, prev_params) -> train.FitResult:
@@ -214,6 +283,8 @@ class Experiment:
             mc_scope=cfg.bald.dropout_scope,
             pretrained_sentence=pretrained,
         )
+        if "surprisal" in spec.needs:
+            feats = dataclasses.replace(feats, surprisal=self._surprisal())
         if pretrained is not None and "embedding" in spec.needs and not self.head_mode:
             feats = dataclasses.replace(
                 feats, embedding=integrate_on_host(fit.params, pretrained, feats.hidden, cfg.batl)
@@ -238,17 +309,20 @@ class Experiment:
         cfg = self.cfg
         n = len(self.dataset.train)
         state = self.ckpt.restore_latest() or LoopState(
-            round=0, labeled=initial_labeled(n, cfg.al.initial_size, cfg.seed), seed=cfg.seed
+            round=0, labeled=initial_labeled(n, initial_size(cfg), cfg.seed), seed=cfg.seed
         )
         self.metrics_log.truncate_to(state.round)
         self.selected_log.truncate_to(state.round)
         labeled = np.sort(state.labeled)
         prev_params = state.params
         encode_s = 0.0
-        if self.head_mode and state.round < cfg.al.rounds:
+        if state.round < cfg.al.rounds and (self.head_mode or "surprisal" in self.spec.needs):
             t0 = time.perf_counter()
-            self._pretrained_sentence("train")
-            self._pretrained_sentence("test")
+            if self.head_mode:
+                self._pretrained_sentence("train")
+                self._pretrained_sentence("test")
+            if "surprisal" in self.spec.needs:
+                self._surprisal()
             encode_s = time.perf_counter() - t0
         for r in range(state.round, cfg.al.rounds):
             unlabeled = np.setdiff1d(np.arange(n), labeled)

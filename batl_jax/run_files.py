@@ -18,6 +18,8 @@ _RESUMABLE_KEYS = {
     "checkpoint.keep",
     "mesh.num_devices",
     "train.eval_batch_size",
+    "train.cache_features",
+    "cache_dir",
     "distributed.enabled",
     "distributed.coordinator_address",
     "distributed.num_processes",

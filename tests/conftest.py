@@ -1,6 +1,7 @@
 """Test-wide set-up: 8 fake CPU devices, set before jax is first imported."""
 
 import os
+import tempfile
 
 os.environ["JAX_PLATFORMS"] = "cpu"
 _flag = "--xla_force_host_platform_device_count=8"
@@ -8,6 +9,8 @@ if _flag not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Feature caches of test runs stay out of the user's ~/.cache.
+os.environ.setdefault("BATL_CACHE_DIR", tempfile.mkdtemp(prefix="batl_cache_"))
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -162,15 +162,32 @@ def test_initial_set_same_for_every_strategy():
 
 @pytest.mark.skipif(not Path(DATA_DIR).is_dir(), reason="data dir not available")
 @pytest.mark.parametrize(
-    "strategy", ["conf", "dal", "bald", "batchbald", "coreset", "badge", "batl"]
+    "strategy", ["conf", "dal", "bald", "batchbald", "coreset", "badge", "batl", "alps"]
 )
 def test_every_strategy_runs_in_the_loop(tiny_bert, tmp_path, strategy):
     cfg = tiny_config(tiny_bert, al__strategy=strategy, train__mode="head")
     cfg.bald.mc_samples = 4
     cfg.dal.steps = 30
+    cfg.alps.fit_mlm_head = True  # the tiny BertModel has no MLM head
+    cfg.alps.fit_steps = 3
     rows = batl_main.run(cfg, str(tmp_path / strategy))
     assert [r["labeled"] for r in rows] == [20, 40]
     sel = [json.loads(line) for line in (tmp_path / strategy / "selected.jsonl").open()]
     assert len(sel) == 1 and len(set(sel[0]["rows"])) == 20
     if strategy == "batl":
         assert {"final", "target", "triplet"} <= set(sel[0]["scores"])
+
+
+@pytest.mark.skipif(not Path(DATA_DIR).is_dir(), reason="data dir not available")
+def test_alps_without_mlm_head_is_refused_with_the_fix(tiny_bert, tmp_path):
+    with pytest.raises(ModelError, match="fit_mlm_head"):
+        batl_main.run(tiny_config(tiny_bert, al__strategy="alps"), str(tmp_path / "alps"))
+
+
+@pytest.mark.skipif(not Path(DATA_DIR).is_dir(), reason="data dir not available")
+def test_alps_cold_start_with_an_mlm_head(tmp_path):
+    model = save_tiny_bert(tmp_path / "mlm", with_mlm_head=True)
+    cfg = tiny_config(model, al__strategy="alps", al__initial_size=0, train__mode="head")
+    rows = batl_main.run(cfg, str(tmp_path / "run"))
+    assert [r["labeled"] for r in rows] == [0, 20]
+    assert not (tmp_path / "run" / "run_info.json").exists()

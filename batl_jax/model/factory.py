@@ -11,6 +11,7 @@ classifier does.
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -54,6 +55,7 @@ class ModelFactory:
         embed_dim: int,
         normalize: bool,
         with_mlm_head: bool = False,
+        mlm_head_optional: bool = False,
         vocab_size: int = 0,
         revision: str = "",
         dtype: str = "float32",
@@ -63,9 +65,22 @@ class ModelFactory:
         if compute_dtype is None:
             raise ModelError(f"model.dtype={dtype!r}: use 'float32' or 'bfloat16'")
         kwargs = {"revision": revision} if revision else {}
-        pre = hf_params.load_pretrained(
-            self.path, with_pooler=True, with_mlm_head=with_mlm_head, dtype=compute_dtype, **kwargs
-        )
+        try:
+            pre = hf_params.load_pretrained(
+                self.path, with_pooler=True, with_mlm_head=with_mlm_head, dtype=compute_dtype,
+                **kwargs,
+            )  # fmt: skip
+        except ModelError as e:
+            if not (with_mlm_head and "no MLM head" in str(e)):
+                raise
+            if not mlm_head_optional:
+                raise ModelError(
+                    f"{e}; or set --config.alps.fit_mlm_head=True to fit one "
+                    "(a deviation from ALPS, recorded in run_info.json)"
+                ) from e
+            pre = hf_params.load_pretrained(
+                self.path, with_pooler=True, with_mlm_head=False, dtype=compute_dtype, **kwargs
+            )
         self.checkpoint_dir = pre.path
         self.config = pre.config
         self.mlm_head = pre.mlm_head
@@ -77,6 +92,7 @@ class ModelFactory:
         self.dropout = dropout
         self.embed_dim = embed_dim
         self.normalize = normalize
+        self.dtype = dtype
         self._enc_graphdef, enc_params, self._enc_rest = nnx.split(pre.encoder, nnx.Param, ...)
         # Host copies: every round's model gets new device buffers, so donating a round's
         # parameters never invalidates the pristine weights.
@@ -84,6 +100,17 @@ class ModelFactory:
         self._pooler = None
         if pre.pooler is not None and pre.has_pooler_weights and pooling == "cls":
             self._pooler = jax.device_get(nnx.state(pre.pooler.dense))
+
+    def identity(self) -> str:
+        """A string that changes whenever the encoder's weights or s(x) definition change."""
+        files = sorted(
+            f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}"
+            for f in Path(self.checkpoint_dir).iterdir()
+            if f.suffix in (".safetensors", ".msgpack", ".json")
+        )
+        return "|".join(
+            [str(Path(self.checkpoint_dir).resolve()), self.pooling, self.dtype] + files
+        )
 
     @property
     def hidden_size(self) -> int:
