@@ -41,8 +41,8 @@ from batl_jax.kernels.distances import (
 
 DEFAULT_MARGIN = 0.2
 # Tuned on a 2-core AVX-512 CPU at N = 100k, E = 512 (see batl_jax/bench/mining.py).
-DEFAULT_ANCHOR_TILE = 1024
-DEFAULT_POOL_TILE = 4096
+DEFAULT_ANCHOR_TILE = 2048
+DEFAULT_POOL_TILE = 2048
 DEFAULT_CHUNK = 1024
 
 _NO_LABEL = -1  # label of padding rows; real labels are remapped to 0..C-1
@@ -132,8 +132,9 @@ def _mine_shard(anchors, a_lab, a_ids, pool, p_lab, mu, *, anchor_tile, pool_til
 
 
 @functools.partial(jax.jit, static_argnames=("mesh", "anchor_tile", "pool_tile", "precision"))
-def _mine_global_jit(anchors, a_lab, a_ids, pool, p_lab, mu, margin, *, mesh, anchor_tile,
-                     pool_tile, precision):
+def _mine_global_jit(
+    anchors, a_lab, a_ids, pool, p_lab, mu, margin, *, mesh, anchor_tile, pool_tile, precision
+):
     rows, rep = P(sharding.DATA_AXIS), P()
     fn = jax.shard_map(
         functools.partial(
@@ -191,7 +192,7 @@ def mine_global(
     anchors = sharding.pad_rows(x if anchor_rows is None else x[ids], size)
     a_lab = sharding.pad_rows(y[ids], size, _NO_LABEL)
     a_ids = sharding.pad_rows(ids.astype(np.int32), size, -1)
-    put = lambda v: jax.device_put(v, sharding.row_sharded(mesh))
+    put = lambda v: sharding.put_global(v, sharding.row_sharded(mesh))
     dp, dn = _mine_global_jit(
         put(anchors), put(a_lab), put(a_ids),
         sharding.put_replicated(x, mesh), sharding.put_replicated(y, mesh),
@@ -255,9 +256,11 @@ def mine_minibatch(
     perm = np.random.default_rng(seed).permutation(n)
     c = min(chunk_size, n)
     n_chunks = round_up(-(-n // c), sharding.num_shards(mesh))
-    chunks = sharding.pad_rows(x[perm], n_chunks * c).reshape(n_chunks, c, -1)
+    chunks = np.zeros((n_chunks * c, x.shape[1]), np.float32)
+    np.take(x, perm, axis=0, out=chunks[:n])  # one permuted copy, padded in place
+    chunks = chunks.reshape(n_chunks, c, -1)
     labs = sharding.pad_rows(y[perm], n_chunks * c, _NO_LABEL).reshape(n_chunks, c)
-    put = lambda v: jax.device_put(v, sharding.row_sharded(mesh))
+    put = lambda v: sharding.put_global(v, sharding.row_sharded(mesh))
     dp, dn = _mine_minibatch_jit(
         put(chunks), put(labs), sharding.put_replicated(mu, mesh), np.float32(margin),
         mesh=mesh, precision=precision,
@@ -325,9 +328,7 @@ def _order_keys(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # Order-preserving map float -> unsigned int, then complemented for "descending".
     key = ~np.where(neg, ~bits, bits | np.uint64(1 << 63))
     key[np.isnan(s)] = np.uint64(2**64 - 2)  # after every number, before padding
-    return (key >> np.uint64(32)).astype(np.uint32), (key & np.uint64(0xFFFFFFFF)).astype(
-        np.uint32
-    )
+    return (key >> np.uint64(32)).astype(np.uint32), (key & np.uint64(0xFFFFFFFF)).astype(np.uint32)
 
 
 def _sorted_prefix(hi, lo, idx, k):
@@ -364,7 +365,7 @@ def top_k(scores, k: int, *, mesh: Mesh | None = None) -> np.ndarray:
     mesh = sharding.make_mesh(1) if mesh is None else mesh
     size = sharding.padded_size(n, sharding.num_shards(mesh))
     pad_key = np.uint32(0xFFFFFFFF)  # padding sorts after every real row (NaN included)
-    put = lambda v, fill: jax.device_put(
+    put = lambda v, fill: sharding.put_global(
         sharding.pad_rows(v, size, fill), sharding.row_sharded(mesh)
     )
     idx = np.arange(n, dtype=np.uint32)
