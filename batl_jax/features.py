@@ -99,10 +99,19 @@ class FeaturePasses:
         ``params``/``rest`` must be an untrained model's (pre-trained encoder weights).
         """
         if split not in self._sentence_cache:
-            out = self._run(
-                steps, params, rest, split, ("sentence",), desc=f"encode {split} (once)"
-            )
-            self._sentence_cache[split] = out["sentence"]
+            # On disk too (keyed by model identity + token ids): a sweep of many runs over
+            # one dataset encodes it once, not once per run.
+            path = self.cache_path(split, self.model_key, "sentence")
+            if path is not None and path.is_file():
+                self._sentence_cache[split] = np.load(path, allow_pickle=False)
+                log.info("%s features loaded from %s", split, path)
+            else:
+                out = self._run(
+                    steps, params, rest, split, ("sentence",), desc=f"encode {split} (once)"
+                )
+                self._sentence_cache[split] = out["sentence"]
+                if path is not None:
+                    self.save_cached(path, out["sentence"])
         return self._sentence_cache[split]
 
     def test_probs(self, steps, params, rest, sentence=None) -> np.ndarray:
