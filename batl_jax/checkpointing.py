@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import orbax.checkpoint as ocp
 
+from batl_jax import faults
 from batl_jax.errors import StateError
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,9 @@ class LoopState:
     """What a resumed run needs: the next round and the labeled rows (dataset order ids).
 
     ``params`` / ``opt_state`` hold the model when training continues across rounds
-    (``train.from_scratch = False``); None otherwise.
+    (``train.from_scratch = False``); None otherwise. ``pending`` (``al.oracle = human``)
+    are the rows of ``labeled`` still waiting for a human label: the batch written to
+    ``queries/`` before the run stopped; round ``round`` trains only once they all have one.
     """
 
     round: int
@@ -34,6 +37,7 @@ class LoopState:
     seed: int
     params: dict | None = None
     opt_state: dict | None = None
+    pending: np.ndarray | None = None
 
     def to_tree(self) -> dict:
         tree = {
@@ -45,16 +49,20 @@ class LoopState:
             tree["params"] = self.params
         if self.opt_state is not None:
             tree["opt_state"] = self.opt_state
+        if self.pending is not None and len(self.pending):
+            tree["pending"] = np.asarray(self.pending, np.int64)
         return tree
 
     @classmethod
     def from_tree(cls, tree: dict) -> LoopState:
+        pending = tree.get("pending")
         return cls(
             round=int(tree["round"]),
             labeled=np.asarray(tree["labeled"], np.int64),
             seed=int(tree["seed"]),
             params=tree.get("params"),
             opt_state=tree.get("opt_state"),
+            pending=None if pending is None else np.asarray(pending, np.int64),
         )
 
 
@@ -71,9 +79,15 @@ class Checkpointer:
     def latest_round(self) -> int | None:
         return self.manager.latest_step()
 
-    def save(self, state: LoopState) -> None:
-        self.manager.save(state.round, args=ocp.args.StandardSave(state.to_tree()))
-        self.manager.wait_until_finished()
+    def save(self, state: LoopState, *, kill_point: str = "") -> None:
+        """Save (every process calls it; Orbax lets process 0 write and commit).
+
+        ``kill_point`` names the test hook of :mod:`batl_jax.faults` that kills the
+        process just before Orbax commits this save.
+        """
+        with faults.kill_before_commit(kill_point, self.directory):
+            self.manager.save(state.round, args=ocp.args.StandardSave(state.to_tree()))
+            self.manager.wait_until_finished()
 
     def restore_latest(self) -> LoopState | None:
         step = self.manager.latest_step()

@@ -22,6 +22,9 @@ from batl_jax.errors import ConfigError, DataError
 # Files per local dataset: (train file, test file, text field, label field, label names or None).
 log = logging.getLogger(__name__)
 
+# Label of a pool row without one (``al.oracle = human`` only): a human supplies it.
+UNLABELED = -1
+
 _LOCAL = {
     "ag_news": (
         "ag_news/alps_dev.jsonl.gz",
@@ -108,43 +111,102 @@ def _read_json_records(path: Path) -> list[dict]:
     if not path.is_file():
         raise DataError(f"missing data file {str(path)!r}: check --config.data.dir")
     try:
-        ds = datasets.load_dataset("json", data_files=str(path), split="train")
+        # to_list() inside: pyarrow defers some checks (UTF-8) until values are read.
+        return datasets.load_dataset("json", data_files=str(path), split="train").to_list()
     except Exception as e:  # datasets raises many types for unreadable files
+        _diagnose_jsonl(path)  # raises a DataError naming the bad line, if it finds one
+        first = (str(e).strip().splitlines() or [""])[0][:200]
         raise DataError(
-            f"cannot read {str(path)!r} ({type(e).__name__}: {e}); "
+            f"cannot read {str(path)!r} ({type(e).__name__}: {first}); "
             "expected JSON lines (gzip allowed)"
         ) from e
-    return ds.to_list()
 
 
-def _build_split(records, text_field, label_field, label_names, *, where, on_error, skipped):
+def _diagnose_jsonl(path: Path) -> None:
+    """Find why a JSON-lines file does not load: the first line that is not UTF-8 or not
+    JSON, or no record at all. Only runs after ``datasets`` failed, so the good path
+    reads every file once."""
+    import gzip
+    import json
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    records = 0
+    try:
+        with opener(path, "rb") as f:
+            for number, raw in enumerate(f, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise DataError(
+                        f"{path}: line {number} is not valid UTF-8 (byte 0x{raw[e.start]:02x} at "
+                        f"column {e.start + 1}); re-save the file as UTF-8"
+                    ) from e
+                if not line.strip():
+                    continue
+                try:
+                    json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(
+                        f"{path}: line {number} is not valid JSON ({e.msg} at column "
+                        f"{e.colno}); fix or remove that line"
+                    ) from e
+                records += 1
+    except (OSError, EOFError) as e:  # e.g. a truncated or mislabeled .gz
+        raise DataError(
+            f"cannot read {path} ({type(e).__name__}: {e}); re-create the file "
+            "(JSON lines, gzip allowed)"
+        ) from e
+    if records == 0:
+        raise DataError(f"{path} has no records (empty file); put JSON lines in it")
+
+
+def _build_split(
+    records,
+    text_field,
+    label_field,
+    label_names,
+    *,
+    where,
+    on_error,
+    skipped,
+    allow_missing_labels=False,
+):
+    """Rows of one split; ``allow_missing_labels`` (a pool labeled by humans) keeps rows
+    without a label as :data:`UNLABELED`. Ids must be unique: human labels, queries and
+    selected.jsonl refer to rows by id."""
     ids, texts, labels = [], [], []
     index = {name: i for i, name in enumerate(label_names)}
+    seen: set[str] = set()
     for row, rec in enumerate(records):
         rid = str(rec.get("id", rec.get("idx", row)))
         text, label = rec.get(text_field), rec.get(label_field)
         problem = None
         if not isinstance(text, str) or not text.strip():
             problem = "empty_text"
+        elif rid in seen:
+            problem = "duplicate_id"
+        elif label is None and allow_missing_labels:
+            label = None
         elif isinstance(label, (int, np.integer)) and not isinstance(label, bool):
             if not 0 <= int(label) < len(label_names):
                 problem = "unknown_label"
             else:
                 label = label_names[int(label)]
-        elif label not in index:
+        elif not isinstance(label, str) or label not in index:
             problem = "unknown_label" if label is not None else "missing_label"
         if problem:
             if on_error == "fail":
                 raise DataError(
-                    f"{where}: record {rid} has {problem.replace('_', ' ')} "
+                    f"{where}: record {row + 1} (id {rid}) has {problem.replace('_', ' ')} "
                     f"(text={str(text)[:40]!r}, label={label!r}); fix the record or set "
                     "--config.data.on_error=skip"
                 )
             skipped[problem] = skipped.get(problem, 0) + 1
             continue
+        seen.add(rid)
         ids.append(rid)
         texts.append(text)
-        labels.append(index[label])
+        labels.append(UNLABELED if label is None else index[label])
     if not ids:
         raise DataError(f"{where}: no usable records; check the file and the field names")
     return Split(ids=ids, texts=texts, labels=np.asarray(labels, np.int32))
@@ -169,11 +231,10 @@ def load_dataset(cfg, seed: int) -> Dataset:
         splits = []
         for f in (train_file, test_file):
             recs = _read_json_records(root / f)
-            splits.append(
-                _build_split(
-                    recs, text_f, label_f, label_names, where=f, on_error=on_error, skipped=skipped
-                )
-            )
+            # Humans label the pool (al.oracle=human): its rows may come unlabeled.
+            ok = f == train_file and cfg.al.oracle == "human"
+            kw = dict(where=f, on_error=on_error, skipped=skipped, allow_missing_labels=ok)
+            splits.append(_build_split(recs, text_f, label_f, label_names, **kw))
         ds = Dataset(name, label_names, splits[0], splits[1], skipped)
     elif name in ("semeval", "wiki_kbp", "nyt10"):
         from batl_jax.tasks import relation

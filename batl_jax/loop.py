@@ -19,12 +19,15 @@ import jax
 import numpy as np
 from flax import nnx
 
-from batl_jax import data, run_files, sharding, strategies, surprisal, tasks, train
+from batl_jax import analysis, data, run_files, sharding, strategies, surprisal, tasks, train
 from batl_jax.checkpointing import Checkpointer, LoopState
-from batl_jax.errors import ConfigError
+from batl_jax.config_checks import check_values
+from batl_jax.errors import ConfigError, ModelError, StateError
+from batl_jax.faults import kill_point  # test hooks (BATL_KILL_AT); no-ops otherwise
 from batl_jax.features import FeaturePasses, default_cache_dir
 from batl_jax.model import hf_params
 from batl_jax.model.factory import ModelFactory, resolve_model_name
+from batl_jax.oracle import HumanOracle
 
 # Purposes of derived seeds, so no two draws of a round share a stream.
 log = logging.getLogger(__name__)
@@ -49,19 +52,10 @@ def initial_size(cfg) -> int:
 
 
 def check_config(cfg, spec, pool_size: int) -> None:
-    """Refuse inconsistent settings before any work is done."""
-    al, tr = cfg.al, cfg.train
+    """Refuse inconsistent settings before any work is done (values and ranges first)."""
+    check_values(cfg)
+    al = cfg.al
     init = initial_size(cfg)
-    if tr.mode not in ("full", "head"):
-        raise ConfigError(f"train.mode={tr.mode!r}: use 'full' or 'head'")
-    if cfg.model.pooling not in ("cls", "mean"):
-        raise ConfigError(f"model.pooling={cfg.model.pooling!r}: use 'cls' or 'mean'")
-    if al.oracle != "simulated":
-        raise ConfigError(f"al.oracle={al.oracle!r}: only 'simulated' is supported so far")
-    if al.rounds < 1:
-        raise ConfigError(f"al.rounds={al.rounds}: need at least 1 round")
-    if al.batch_size < 1:
-        raise ConfigError(f"al.batch_size={al.batch_size}: need at least 1 sample per round")
     if al.batch_size > pool_size:
         raise ConfigError(
             f"al.batch_size={al.batch_size} is larger than the pool ({pool_size} rows); "
@@ -77,12 +71,6 @@ def check_config(cfg, spec, pool_size: int) -> None:
             f"strategy {spec.name!r} needs a trained classifier, but al.initial_size=0; "
             "set --config.al.initial_size>0 or use a cold-start strategy (rand, alps)"
         )
-    if cfg.batl.sentence_rep not in ("finetuned", "pretrained"):
-        raise ConfigError(
-            f"batl.sentence_rep={cfg.batl.sentence_rep!r}: use 'finetuned' or 'pretrained'"
-        )
-    if tr.batch_size < 1 or tr.epochs < 0 or tr.lr <= 0:
-        raise ConfigError("train.batch_size, train.epochs and train.lr must be positive")
 
 
 def integrate_on_host(params, sentence: np.ndarray, hidden: np.ndarray, batl_cfg) -> np.ndarray:
@@ -106,14 +94,17 @@ class Experiment:
 
     def __init__(self, cfg, workdir: Path, mesh):
         self.cfg, self.workdir, self.mesh = cfg, Path(workdir), mesh
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        # Every check comes before the first write: a refused run leaves the workdir as it
+        # was (a fresh one stays empty, so the fixed command is not "a different config").
         self.spec = strategies.get(cfg.al.strategy)
-        run_files.write_or_check_config(self.workdir, cfg.to_dict())
+        check_values(cfg)
+        run_files.check_config_file(self.workdir, cfg.to_dict())
         self.dataset = data.load_dataset(cfg, cfg.seed)
         self.task = tasks.get_task(cfg, self.dataset)
         check_config(cfg, self.spec, len(self.dataset.train))
 
         tokenizer = hf_params.load_tokenizer(resolve_model_name(cfg.model.name))
+        base_vocab = len(tokenizer)  # before task tokens (relation markers) are added
         self.task.prepare_tokenizer(tokenizer)
         self.tokenizer = tokenizer
         self.factory = ModelFactory(
@@ -129,6 +120,13 @@ class Experiment:
             revision=cfg.model.revision,
             dtype=cfg.model.dtype,
         )
+        if base_vocab > self.factory.checkpoint_vocab_size:
+            # Token ids past the embedding table would be clamped silently on device.
+            raise ModelError(
+                f"the tokenizer of {cfg.model.name} has {base_vocab} tokens but the model's "
+                f"embedding table has {self.factory.checkpoint_vocab_size} rows (config.json "
+                "vocab_size); put the tokenizer files that belong to this checkpoint in its dir"
+            )
         max_len = min(cfg.model.max_len, self.factory.config.max_position_embeddings)
         self.buckets = data.check_buckets(cfg.data.buckets, max_len)
         self.encoded = {
@@ -154,9 +152,23 @@ class Experiment:
         self.steps = train.Steps(
             nnx.split(probe, nnx.Param, ...)[0], mesh, loss_cfg, cfg.train.weight_decay
         )
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.metrics_log = run_files.JsonlLog(self.workdir / "metrics.jsonl")
         self.selected_log = run_files.JsonlLog(self.workdir / "selected.jsonl")
         self.ckpt = Checkpointer(self.workdir, cfg.checkpoint.keep)
+        self.oracle = None  # al.oracle=human: labels come from people (batl_jax.label)
+        # The labels training and strategies see: the dataset's, or the humans' (oracle).
+        self.train_labels = self.dataset.train.labels
+        if cfg.al.oracle == "human":
+            self.oracle = HumanOracle(
+                self.workdir, self.dataset.train, self.task.label_names, self.task.name
+            )
+            self.train_labels = self.oracle.labels
+        # Eqs. 7-9 of the selected batch, every round (the reference classifier is lazy).
+        self.analyzer = analysis.Analyzer(self) if cfg.analysis.enabled else None
+        if self.oracle is not None and (self.dataset.train.labels < 0).any():
+            # The analysis' reference classifier trains on every pool label; there are none.
+            self.analyzer = None
 
     # -- features that do not change across rounds ------------------------------------------
     def _pretrained_sentence(self, split: str) -> np.ndarray:
@@ -228,6 +240,7 @@ class Experiment:
         """Note departures from the paper's setting (e.g. a fitted MLM head) in run_info.json."""
         if info:
             log.warning("deviation from the reference setting: %s", info)
+        if info and run_files.is_primary():
             run_files.atomic_write_text(
                 self.workdir / "run_info.json", json.dumps({"deviations": [info]}, indent=2) + "\n"
             )
@@ -245,18 +258,24 @@ class Experiment:
         enc = self.encoded["train"]
         rng = np.random.default_rng(derive_seed(cfg.seed, r, _TRAIN))
         buckets = (self.buckets[-1],) if self.head_mode else self.buckets
-        epoch_rngs = {}
+        epoch_rngs, served = {}, [0]
 
         def batches(epoch):
             epoch_rngs.setdefault(epoch, np.random.default_rng(rng.integers(2**31)))
-            return data.training_batches(enc, labeled, self.train_batch, buckets, epoch_rngs[epoch])
+            for batch in data.training_batches(
+                enc, labeled, self.train_batch, buckets, epoch_rngs[epoch]
+            ):
+                served[0] += 1
+                if served[0] == 2:
+                    kill_point(f"round{r}:train")  # test hook: mid-training
+                yield batch
 
         return train.fit(
             model,
             self.steps,
             batches,
             len(labeled),
-            self.dataset.train.labels,
+            self.train_labels,
             batch_size=self.train_batch,
             epochs=cfg.train.epochs,
             min_steps=cfg.train.min_steps,
@@ -268,6 +287,7 @@ class Experiment:
 
     def _select(self, r: int, fit: train.FitResult, labeled: np.ndarray, unlabeled: np.ndarray):
         cfg, spec = self.cfg, self.spec
+        kill_point(f"round{r}:score")  # test hook: before the pool feature pass
         pretrained = None
         if "pretrained_sentence" in spec.needs or (
             "embedding" in spec.needs and cfg.batl.sentence_rep == "pretrained"
@@ -289,6 +309,7 @@ class Experiment:
             feats = dataclasses.replace(
                 feats, embedding=integrate_on_host(fit.params, pretrained, feats.hidden, cfg.batl)
             )
+        self.pool_features = feats  # the analysis metrics of the selection reuse them
         t0 = time.perf_counter()
         k = min(cfg.al.batch_size, len(unlabeled))
         section = cfg.get(spec.config_section) if spec.config_section else None
@@ -296,23 +317,40 @@ class Experiment:
             features=feats,
             unlabeled=unlabeled,
             labeled=labeled,
-            labels=self.dataset.train.labels,
+            labels=self.train_labels,
             seed=derive_seed(cfg.seed, r, _SELECT),
             mesh=self.mesh,
             config=section,
         )
+        kill_point(f"round{r}:select")  # test hook: features done, selection not
         selection = spec.select(inp, k)
         selection.validate(unlabeled, k)
+        self.hint_logits = feats.logits[selection.indices]  # al.oracle=human: label hints
         return selection, time.perf_counter() - t0
 
     def run(self) -> list[dict]:
         cfg = self.cfg
         n = len(self.dataset.train)
-        state = self.ckpt.restore_latest() or LoopState(
-            round=0, labeled=initial_labeled(n, initial_size(cfg), cfg.seed), seed=cfg.seed
-        )
+        state = self.ckpt.restore_latest()
+        if state is not None:
+            self._check_state(state, n)
+        # The first write of the run: everything above has been checked.
+        run_files.write_config_file(self.workdir, cfg.to_dict())
+        if state is None:
+            state = LoopState(
+                round=0, labeled=initial_labeled(n, initial_size(cfg), cfg.seed), seed=cfg.seed
+            )
+            if self.oracle is not None and len(state.labeled):
+                # Human oracle: the random initial set is the first batch to label (round -1).
+                state.pending = state.labeled
+                self.oracle.ask(-1, state.labeled)
+                self.ckpt.save(state)
         self.metrics_log.truncate_to(state.round)
         self.selected_log.truncate_to(state.round)
+        if self.oracle is not None:
+            waiting = self.oracle.ready(state.labeled, state.pending, state.round)
+            if waiting:
+                return self._finish(waiting)
         labeled = np.sort(state.labeled)
         prev_params = state.params
         encode_s = 0.0
@@ -351,6 +389,13 @@ class Experiment:
                 selection, select_s = self._select(r, fit, labeled, unlabeled)
                 times["features_s"] = time.perf_counter() - t0 - select_s
                 times["select_s"] = select_s
+                if self.analyzer is not None:
+                    t0 = time.perf_counter()
+                    row["analysis"] = self.analyzer(
+                        self.pool_features, selection.indices, unlabeled
+                    )
+                    times["analysis_s"] = time.perf_counter() - t0
+                self.pool_features = None  # N × 2d floats: not kept across rounds
                 ids = [self.dataset.train.ids[i] for i in selection.indices]
                 self.selected_log.append(
                     {
@@ -364,6 +409,9 @@ class Experiment:
                     }
                 )
             row["time"] = times
+            kill_point(
+                f"round{r}:log", torn=(self.metrics_log.path, json.dumps(row, sort_keys=True))
+            )  # test hook: selected.jsonl written, metrics.jsonl torn mid-line
             self.metrics_log.append(row)
             log.info(
                 "round %d: %d labeled, test %s",
@@ -379,9 +427,42 @@ class Experiment:
             prev_params = None
             if not cfg.train.from_scratch:
                 prev_params = jax.device_get(nnx.State(fit.params).to_pure_dict())
-            self.ckpt.save(
-                LoopState(round=r + 1, labeled=labeled, seed=cfg.seed, params=prev_params)
+            pending = None
+            if self.oracle is not None:
+                # The query batch first: the checkpoint below is what makes it pending.
+                self.oracle.ask(r, selection.indices, self.hint_logits)
+                pending = selection.indices
+            state = LoopState(r + 1, labeled, cfg.seed, params=prev_params, pending=pending)
+            self.ckpt.save(state, kill_point=f"round{r}:checkpoint")
+            kill_point(f"round{r}:saved")  # test hook: right after the commit
+            if self.oracle is not None:
+                waiting = self.oracle.ready(labeled, pending, r + 1)
+                if waiting:
+                    return self._finish(waiting)
+        return self._finish()
+
+    def _check_state(self, state: LoopState, n: int) -> None:
+        """Refuse a checkpoint that does not fit the data (changed under the same config)."""
+        rows = np.asarray(state.labeled)
+        pending = np.asarray([] if state.pending is None else state.pending)
+        if (
+            (len(rows) and (rows.min() < 0 or rows.max() >= n))
+            or len(np.unique(rows)) != len(rows)
+            or not np.isin(pending, rows).all()
+            or not 0 <= state.round <= self.cfg.al.rounds
+        ):
+            raise StateError(
+                f"checkpoint of round {state.round} in {self.ckpt.directory} does not fit the "
+                f"data ({len(rows)} labeled rows, pool of {n}): the data changed since the run "
+                "started; restore the data (data.dir) or use a new --workdir"
             )
+
+    def _finish(self, waiting: str | None = None) -> list[dict]:
+        """Plot, close, and return the metrics rows; ``waiting`` tells the user which
+        batch to label (a human-oracle run stops until it is labeled)."""
+        cfg = self.cfg
+        if waiting and run_files.is_primary():
+            print(waiting, flush=True)  # stdout, plain: the one thing the user must act on
         rows = self.metrics_log.rows()
         run_files.plot_curves(
             self.workdir,

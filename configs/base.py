@@ -102,6 +102,12 @@ def get_config() -> ml_collections.ConfigDict:
     c.alps.fit_mlm_head = False  # Fit an MLM head transform when the checkpoint has none.
     c.alps.fit_steps = 200  # Steps for fit_mlm_head.
 
+    # The paper's analysis metrics of every selected batch (Eqs. 7-9), in metrics.jsonl.
+    c.analysis = ml_collections.ConfigDict()
+    c.analysis.enabled = True  # Compute diversity, uncertainty and density each round.
+    c.analysis.reference_epochs = -1  # Eq. 8 reference classifier epochs (-1 = train.epochs).
+    c.analysis.density_k = 10  # Nearest neighbours in the pool for density (Eq. 9).
+
     c.mesh = ml_collections.ConfigDict()
     c.mesh.num_devices = 0  # Devices on the "data" axis (0 = all visible devices).
 

@@ -128,7 +128,8 @@ def test_all_mismatches_in_one_error(tmp_path, tiny):
     _write_config(tmp_path, intermediate_size=40)  # every feed-forward tensor mismatches
     with pytest.raises(ModelError) as e:
         hf_params.load_pretrained(tmp_path)
-    msg = str(e.value)
+    assert "\n" not in str(e.value)  # one line: summary, first problem, fix
+    msg = "\n".join([str(e.value), *e.value.details])
     for i in (0, 1):
         for name in ("intermediate.dense.weight", "intermediate.dense.bias", "output.dense.weight"):
             assert f"encoder.layer.{i}.{name} has shape" in msg

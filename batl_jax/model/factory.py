@@ -82,6 +82,8 @@ class ModelFactory:
                 self.path, with_pooler=True, with_mlm_head=False, dtype=compute_dtype, **kwargs
             )
         self.checkpoint_dir = pre.path
+        # Rows of the checkpoint's own embedding table, before any task tokens are added.
+        self.checkpoint_vocab_size = pre.config.vocab_size
         self.config = pre.config
         self.mlm_head = pre.mlm_head
         if vocab_size > pre.config.vocab_size:  # e.g. relation-extraction marker tokens

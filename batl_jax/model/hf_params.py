@@ -174,9 +174,16 @@ def _read_safetensors(files: Iterable[pathlib.Path]) -> dict[str, np.ndarray]:
 
     out = {}
     for f in files:
-        with safe_open(f, framework="numpy") as sf:
-            for k in sf.keys():
-                out[k] = sf.get_tensor(k)
+        try:
+            with safe_open(f, framework="numpy") as sf:
+                for k in sf.keys():
+                    out[k] = sf.get_tensor(k)
+        except Exception as e:  # SafetensorError, OSError, ...: a truncated or foreign file
+            first = (str(e).strip().splitlines() or [""])[0][:160]
+            raise ModelError(
+                f"cannot read {f} ({type(e).__name__}: {first}); the file is damaged or not "
+                "safetensors: re-download the model"
+            ) from e
     return out
 
 
@@ -184,7 +191,14 @@ def _read_flax_msgpack(file: pathlib.Path) -> dict[str, np.ndarray]:
     """HF Flax params -> torch-style names and layouts, so one key table serves both."""
     from flax.serialization import msgpack_restore
 
-    tree = msgpack_restore(file.read_bytes())
+    try:
+        tree = msgpack_restore(file.read_bytes())
+    except Exception as e:  # msgpack raises several types for damaged files
+        raise ModelError(
+            f"cannot read {file} ({type(e).__name__}); the file is damaged: re-download the model"
+        ) from e
+    if not isinstance(tree, dict):
+        raise ModelError(f"{file} holds no parameter tree; re-download the model")
     tree = tree.get("params", tree)  # some files wrap the tree in {"params": ...}
     out = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
@@ -372,10 +386,14 @@ def load_pretrained(
             )
     if errors:
         raise ModelError(
-            f"checkpoint {path} does not match its config.json ({len(errors)} problem(s)); "
-            f"re-download the model or fix config.json:\n  " + "\n  ".join(errors)
+            f"checkpoint {path} does not match its config.json ({len(errors)} problem(s), "
+            f"first: {errors[0]}); re-download the model or fix config.json",
+            details=errors,
         )
     return PretrainedBert(config, encoder, pooler, mlm_head, path, has_pooler, has_mlm)
+
+
+_VOCAB_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model")
 
 
 def load_tokenizer(name_or_path: str, *, revision: str | None = None, cache_dir: str | None = None):
@@ -387,6 +405,14 @@ def load_tokenizer(name_or_path: str, *, revision: str | None = None, cache_dir:
     import transformers
 
     path = resolve_checkpoint(name_or_path, revision=revision, cache_dir=cache_dir)
+    # A missing or damaged config.json first: transformers would report it as a tokenizer
+    # problem, or (no tokenizer files either) build a 5-token tokenizer without a word.
+    BertConfig.from_json_file(path / "config.json")
+    if not any((path / f).is_file() for f in _VOCAB_FILES):
+        raise ModelError(
+            f"cannot load a tokenizer from {path}: it has none of {', '.join(_VOCAB_FILES)}; "
+            "copy the model's tokenizer.json (or vocab.txt) into the directory"
+        )
     try:
         tok = transformers.AutoTokenizer.from_pretrained(
             str(path), use_fast=True, trust_remote_code=False
