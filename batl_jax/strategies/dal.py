@@ -39,8 +39,10 @@ def _mlp(params, x):
 
 
 @functools.partial(jax.jit, static_argnames=("steps", "batch", "hidden", "lr"))
-def _train_discriminator(x, lab_rows, unl_rows, key, *, steps, batch, hidden, lr):
-    """Balanced mini-batch training; rows are index arrays into ``x``."""
+def _train_discriminator(x, lab_rows, n_lab, unl_rows, n_unl, key, *, steps, batch, hidden, lr):
+    """Balanced mini-batch training; the first ``n_lab`` / ``n_unl`` entries of the row arrays
+    are the labeled / unlabeled rows of ``x`` (both arrays padded to ``len(x)``, so the
+    sub-rounds, whose set sizes differ, share one compiled function)."""
     params = _init_mlp(jax.random.fold_in(key, 0), (x.shape[1], hidden, hidden, 2))
     tx = optax.adam(lr)
     opt_state = tx.init(params)
@@ -51,8 +53,8 @@ def _train_discriminator(x, lab_rows, unl_rows, key, *, steps, batch, hidden, lr
         params, opt_state, i, acc = carry
         k1, k2 = jax.random.split(jax.random.fold_in(key, i + 1))
         rows = jnp.concatenate([
-            lab_rows[jax.random.randint(k1, (half,), 0, lab_rows.shape[0])],
-            unl_rows[jax.random.randint(k2, (half,), 0, unl_rows.shape[0])],
+            lab_rows[jax.random.randint(k1, (half,), 0, n_lab)],
+            unl_rows[jax.random.randint(k2, (half,), 0, n_unl)],
         ])  # fmt: skip
 
         def loss_fn(p):
@@ -75,6 +77,12 @@ def _train_discriminator(x, lab_rows, unl_rows, key, *, steps, batch, hidden, lr
     init = (params, opt_state, jnp.int32(0), jnp.float32(0.0))
     params, _, n_steps, _ = jax.lax.while_loop(keep_going, step, init)
     return params, n_steps
+
+
+def _padded(rows: np.ndarray, size: int) -> jax.Array:
+    out = np.zeros(size, np.int32)
+    out[: len(rows)] = rows
+    return jnp.asarray(out)
 
 
 @jax.jit
@@ -109,13 +117,15 @@ def dal_select(
     for i, n_pick in enumerate(per_round):
         if len(lab):
             params, _ = _train_discriminator(
-                x_dev, jnp.asarray(lab), jnp.asarray(unl), jax.random.fold_in(key, i),
+                x_dev, _padded(lab, len(x)), len(lab), _padded(unl, len(x)), len(unl),
+                jax.random.fold_in(key, i),
                 steps=steps, batch=batch, hidden=hidden, lr=lr,
             )  # fmt: skip
+            # Score every row in fixed chunks (shapes repeat across sub-rounds), keep U's.
             margin = np.concatenate([
-                np.asarray(_unlabeled_margin(params, x_dev[jnp.asarray(unl[s : s + _SCORE_CHUNK])]))
-                for s in range(0, len(unl), _SCORE_CHUNK)
-            ])  # fmt: skip
+                np.asarray(_unlabeled_margin(params, x_dev[s : s + _SCORE_CHUNK]))
+                for s in range(0, len(x), _SCORE_CHUNK)
+            ])[unl]  # fmt: skip
         else:  # nothing labeled yet: no discriminator can be trained; all equally unlabeled
             margin = np.zeros(len(unl), np.float32)
         pos = top_k_desc(margin, int(n_pick))
