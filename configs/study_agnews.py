@@ -1,8 +1,8 @@
 """Fidelity study on this CPU: AG News (10k ALPS pool, official test), MiniLM frozen, k = 100.
 
-All nine strategies × 5 seeds (tables and plots in docs/results/agnews/):
+All nine strategies × 3 seeds (tables and plots in docs/results/agnews/):
   BATL_DATA_DIR=../shared/data python -m batl_jax.sweep --config=configs/study_agnews.py \
-      --strategies=rand,conf,entropy,dal,batchbald,coreset,badge,alps,batl --seeds=5 \
+      --strategies=rand,conf,entropy,dal,batchbald,coreset,badge,alps,batl --seeds=3 \
       --workdir=runs/study/agnews
 """
 

@@ -1,8 +1,8 @@
 """Fidelity study on this CPU: CSAbstruct, MiniLM frozen (head mode), k = 100, 10 rounds.
 
-All nine strategies × 5 seeds (tables and plots in docs/results/csabstruct/):
+All nine strategies × 3 seeds (tables and plots in docs/results/csabstruct/):
   BATL_DATA_DIR=../shared/data python -m batl_jax.sweep --config=configs/study_csabstruct.py \
-      --strategies=rand,conf,entropy,dal,batchbald,coreset,badge,alps,batl --seeds=5 \
+      --strategies=rand,conf,entropy,dal,batchbald,coreset,badge,alps,batl --seeds=3 \
       --workdir=runs/study/csabstruct
 """
 

@@ -1,8 +1,8 @@
 """Fidelity study on this CPU: SemEval-2010 Task 8, MiniLM frozen (head mode), k = 50, 10 rounds.
 
-All nine strategies × 5 seeds (tables and plots in docs/results/semeval/):
+All nine strategies × 3 seeds (tables and plots in docs/results/semeval/):
   BATL_DATA_DIR=../shared/data python -m batl_jax.sweep --config=configs/study_semeval.py \
-      --strategies=rand,conf,entropy,dal,batchbald,coreset,badge,alps,batl --seeds=5 \
+      --strategies=rand,conf,entropy,dal,batchbald,coreset,badge,alps,batl --seeds=3 \
       --workdir=runs/study/semeval
 """
 
