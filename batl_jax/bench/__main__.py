@@ -8,6 +8,10 @@ import sys
 SUITES = {
     "mining": "BATL triplet mining, global vs minibatch, vs a dense matmul FLOP rate",
     "strategies": "selection time and peak memory of every strategy kernel",
+    "encoder": "pool scoring with MiniLM, batl_jax (buckets) vs transformers' PyTorch (padded)",
+    "round": "one active-learning round (train, score, ENTROPY, BADGE) vs small-text",
+    "peers": "k-center and BADGE vs small-text and scikit-activeml on the same features",
+    "all": "every suite above with the same --quick/--smoke, then every ratio",
 }
 
 

@@ -1,0 +1,86 @@
+"""The side-by-side bench suites (encoder, round, peers, all) run end to end at --smoke sizes.
+
+Figures are not checked, but what the suites claim about equal work is: both sides of
+``encoder`` compute the same s(x) from the same weights, and k-center's picks agree
+with the peers' where the algorithm is deterministic. A missing peer library must be
+a printed note, never a failure.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from batl_jax.bench import __main__ as bench_main
+from batl_jax.bench import common
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+HAS_SMALL_TEXT = importlib.util.find_spec("small_text") is not None
+HAS_SKACTIVEML = importlib.util.find_spec("skactiveml") is not None
+
+
+def test_encoder_smoke(tmp_path, capsys):
+    out = tmp_path / "encoder.json"
+    assert bench_main.main(["encoder", "--smoke", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    rows = {r["impl"]: r for r in res["rows"]}
+    assert rows["batl_jax"]["seconds"] > 0 and len(rows["batl_jax"]["times"]) >= 3
+    assert res["env"]["cores"]["cpu_count"] >= 1 and res["env"]["versions"]["jax"]
+    if HAS_TORCH:
+        assert {"torch longest", "torch max_len", "torch sorted"} <= set(rows)
+        for name in ("torch longest", "torch max_len", "torch sorted"):
+            assert rows[name]["max_abs_diff_sentence"] < 1e-4, name  # same weights, same s(x)
+            assert rows[name]["speedup_of_batl_jax"] > 0
+    text = capsys.readouterr().out
+    assert "batl_jax speedup" in text and "padded tokens" in text
+
+
+@pytest.mark.skipif(common.data_dir() is None, reason="needs the AG News data dir")
+def test_round_smoke(tmp_path, capsys):
+    out = tmp_path / "round.json"
+    assert bench_main.main(["round", "--smoke", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    med = res["median_s"]["batl_jax"]
+    assert med["train"] > 0 and med["round (both)"] >= med["train"]
+    assert 0.0 <= res["test_accuracy"]["batl_jax"] <= 1.0
+    assert len(res["picks"]["batl_jax"]["badge"]) == res["settings"]["k"]
+    if HAS_SMALL_TEXT and HAS_TORCH:
+        assert "small-text" in res["median_s"] and "small-text" in res["test_accuracy"]
+        assert res["ratios"]
+    assert "round with both strategies" in capsys.readouterr().out
+
+
+def test_peers_smoke(tmp_path, capsys):
+    out = tmp_path / "peers.json"
+    assert bench_main.main(["peers", "--smoke", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    kinds = {c["kind"]: {r["impl"]: r for r in c["rows"]} for c in res["cases"]}
+    assert set(kinds) == {"kcenter", "badge"}
+    for rows in kinds.values():
+        assert rows["batl_jax"]["seconds"] > 0
+    # Greedy k-center is deterministic: independent implementations pick the same rows.
+    for peer in ("small-text", "scikit-activeml"):
+        if peer in kinds["kcenter"]:
+            assert kinds["kcenter"][peer]["agreement"]["same_order"], peer
+    # BADGE's first pick is the largest gradient norm in batl_jax and scikit-activeml.
+    if HAS_SKACTIVEML:
+        assert kinds["badge"]["scikit-activeml"]["agreement"]["first_pick_same"]
+    assert "agreement with batl_jax" in capsys.readouterr().out
+
+
+def test_all_runs_suites_and_prints_ratios(tmp_path, capsys):
+    out = tmp_path / "all.json"
+    assert bench_main.main(["all", "--smoke", "--only", "peers", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert list(res["suites"]) == ["peers"] and not res["errors"]
+    text = capsys.readouterr().out
+    assert "Summary: every ratio" in text
+    if HAS_SMALL_TEXT or HAS_SKACTIVEML:
+        assert res["ratios"] and "batl_jax speedup" in text
+
+
+def test_missing_peer_is_a_note(capsys):
+    assert common.peer("no_such_peer_library") is None
+    assert "not available" in capsys.readouterr().out
