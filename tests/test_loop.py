@@ -14,39 +14,13 @@ import pytest
 
 from batl_jax import main as batl_main
 from batl_jax.errors import ConfigError, DataError, ModelError
-from configs import base
+from tests.run_helpers import DATA_DIR, REPO, tiny_config  # noqa: F401 (re-exported)
 from tests.tiny_bert import save_tiny_bert
-
-REPO = Path(__file__).resolve().parents[1]
-DATA_DIR = os.environ.get("BATL_DATA_DIR", str(REPO.parent / "shared" / "data"))
 
 
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory):
     return save_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
-
-
-def tiny_config(model_dir, **overrides):
-    c = base.get_config()
-    c.name = "tiny"
-    c.model.name = str(model_dir)
-    c.model.max_len = 32
-    c.data.dir = DATA_DIR
-    c.data.name = "csabstruct"
-    c.data.buckets = (16, 32)
-    c.data.pool_limit = 150
-    c.data.test_limit = 60
-    c.al.batch_size = 20
-    c.al.rounds = 2
-    c.train.batch_size = 16
-    c.train.eval_batch_size = 64
-    c.train.epochs = 1
-    c.train.min_steps = 2
-    c.train.lr = 1e-3
-    for key, value in overrides.items():
-        section, field = key.split("__")
-        c[section][field] = value
-    return c
 
 
 def _strip_times(path: Path) -> list[dict]:
