@@ -378,8 +378,8 @@ def random_bert_dir(kind: str) -> str:
     ``kind``: ``"tiny"`` (2 layers, hidden 32: smoke runs) or ``"bert-base"`` (the
     bert-base-uncased shape: 12 layers, hidden 768; the GPU section).
     """
-    import torch
     import transformers
+    from safetensors.numpy import save_file
 
     src = Path(minilm_path())
     vocab = transformers.AutoConfig.from_pretrained(src, trust_remote_code=False).vocab_size
@@ -397,8 +397,37 @@ def random_bert_dir(kind: str) -> str:
     else:
         raise ValueError(kind)
     out = temp_dir(f"batl_bench_{kind}_")
-    torch.manual_seed(0)
-    transformers.BertModel(cfg).save_pretrained(out)
+    cfg.save_pretrained(out)
+    # Weights drawn with NumPy (no torch needed), HF names and (out, in) layout, N(0, 0.02).
+    rng = np.random.default_rng(0)
+    h, i = cfg.hidden_size, cfg.intermediate_size
+    t = {}
+
+    def dense(name, n_out, n_in):
+        t[f"{name}.weight"] = (0.02 * rng.standard_normal((n_out, n_in))).astype(np.float32)
+        t[f"{name}.bias"] = np.zeros(n_out, np.float32)
+
+    def norm(name):
+        t[f"{name}.weight"] = np.ones(h, np.float32)
+        t[f"{name}.bias"] = np.zeros(h, np.float32)
+
+    for name, rows in (("word", vocab), ("position", cfg.max_position_embeddings),
+                       ("token_type", cfg.type_vocab_size)):  # fmt: skip
+        t[f"embeddings.{name}_embeddings.weight"] = (0.02 * rng.standard_normal((rows, h))).astype(
+            np.float32
+        )
+    norm("embeddings.LayerNorm")
+    for layer in range(cfg.num_hidden_layers):
+        p = f"encoder.layer.{layer}"
+        for part in ("query", "key", "value"):
+            dense(f"{p}.attention.self.{part}", h, h)
+        dense(f"{p}.attention.output.dense", h, h)
+        norm(f"{p}.attention.output.LayerNorm")
+        dense(f"{p}.intermediate.dense", i, h)
+        dense(f"{p}.output.dense", h, i)
+        norm(f"{p}.output.LayerNorm")
+    dense("pooler.dense", h, h)
+    save_file(t, str(out / "model.safetensors"), metadata={"format": "pt"})
     for name in _TOKENIZER_FILES:
         if (src / name).exists():
             shutil.copy(src / name, out / name)

@@ -8,7 +8,8 @@ the test accuracy of the trained model. Both sides get:
   (``loop.initial_labeled`` under ``--seed``), the same test rows;
 * the same weights: MiniLM's encoder, and the same freshly initialised classifier head
   (batl_jax's head for the round, copied into HF's ``pooler.dense`` / ``classifier``:
-  both are dropout -> dense -> tanh -> dropout -> linear on the [CLS] state);
+  dense -> tanh -> dropout -> linear on the [CLS] state; batl_jax also applies
+  dropout before the dense layer);
 * the same hyper-parameters: max_len, batch size, epochs, AdamW with peak lr, weight
   decay 0.01 off biases and LayerNorm, 10 % linear warm-up then linear decay (small-text
   gets this optimizer and scheduler passed to ``fit``), the same number of steps, and
