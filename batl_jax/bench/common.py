@@ -463,3 +463,16 @@ def quiet_logs():
     finally:
         for n, lvl in old.items():
             logging.getLogger(n).setLevel(lvl)
+
+
+def run_suite(argv: list[str], parse, run) -> int:
+    """A suite's ``main``: parse, refuse fewer than 3 repetitions, run, write the JSON."""
+    setup_environment()
+    args = parse(argv)
+    if args.reps < 3 and not args.smoke:
+        print("--reps must be >= 3 (medians of at least 3 runs)", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    result = finish(run(args), t0)
+    write_json(args.json, result)
+    return 0

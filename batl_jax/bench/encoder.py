@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import numpy as np
 
@@ -344,15 +343,7 @@ def ratios(result: dict) -> list[tuple[str, float]]:
 
 
 def main(argv: list[str]) -> int:
-    common.setup_environment()
-    args = _parse(argv)
-    if args.reps < 3 and not args.smoke:
-        print("--reps must be >= 3 (medians of at least 3 runs)", file=sys.stderr)
-        return 2
-    t0 = time.perf_counter()
-    result = common.finish(run(args), t0)
-    common.write_json(args.json, result)
-    return 0
+    return common.run_suite(argv, _parse, run)
 
 
 if __name__ == "__main__":
