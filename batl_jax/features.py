@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from batl_jax import data, train
-from batl_jax.strategies.base import PoolFeatures
+from batl_jax.strategies.base import PoolFeatures, softmax
 
 log = logging.getLogger(__name__)
 
@@ -164,10 +164,3 @@ class FeaturePasses:
             mc_logits=mc,
             pretrained_sentence=pretrained_sentence,
         )
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    p = np.exp(z)
-    return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)

@@ -66,8 +66,8 @@ class JaxScorer:
     def __init__(self, model_path: str, enc, buckets, batch: int, num_labels: int):
         from flax import nnx
 
-        from batl_jax import sharding, strategies, train  # noqa: F401 (strategies first:
-        from batl_jax.features import FeaturePasses  # features <-> strategies import cycle)
+        from batl_jax import sharding, train
+        from batl_jax.features import FeaturePasses
         from batl_jax.model.factory import ModelFactory
 
         self.factory = ModelFactory(

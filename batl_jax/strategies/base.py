@@ -19,6 +19,14 @@ from jax.sharding import Mesh
 from batl_jax.errors import ConfigError
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row softmax of ``(N, C)`` logits, computed in float64 and returned as float32."""
+    z = logits.astype(np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
 @dataclasses.dataclass(frozen=True)
 class PoolFeatures:
     """Host (numpy, float32) features of every training row, row ``i`` = dataset row ``i``.

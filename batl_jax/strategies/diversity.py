@@ -10,10 +10,9 @@ import jax
 import numpy as np
 
 from batl_jax.errors import ConfigError
-from batl_jax.features import softmax
 from batl_jax.kernels.kcenter import kcenter_greedy
 from batl_jax.kernels.kmeans import badge_kmeans_pp
-from batl_jax.strategies.base import Selection, SelectionInput, register
+from batl_jax.strategies.base import Selection, SelectionInput, register, softmax
 
 
 def _mask(n: int, rows: np.ndarray) -> np.ndarray:
