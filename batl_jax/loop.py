@@ -246,7 +246,12 @@ class Experiment:
             )
 
     # -- one round ---------------------------------------------------------------------------
-    def _train(self, r: int, labeled: np.ndarray, prev_params) -> train.FitResult:
+    def fit_round(self, r: int, labeled: np.ndarray, prev_params) -> train.FitResult:
+        """Train round ``r``'s model on the ``labeled`` rows, seeded by (seed, round).
+
+        ``prev_params`` (a pure dict) warm-starts the model instead of the fresh
+        pre-trained weights; the benchmark calls this directly to time training alone.
+        """
         cfg = self.cfg
         model = self.factory.classifier(
             derive_seed(cfg.seed, r, _MODEL), with_encoder=not self.head_mode
@@ -367,7 +372,7 @@ class Experiment:
             times = {"encode_s": encode_s} if encode_s else {}
             encode_s = 0.0
             t0 = time.perf_counter()
-            fit = self._train(r, labeled, prev_params)
+            fit = self.fit_round(r, labeled, prev_params)
             times["train_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             sentence_test = self._pretrained_sentence("test") if self.head_mode else None

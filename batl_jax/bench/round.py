@@ -146,7 +146,7 @@ class JaxRound:
         self.unlabeled = np.setdiff1d(np.arange(n), self.labeled)
 
     def head(self) -> dict:
-        """The classifier head round 0 starts from (seeded as in ``Experiment._train``)."""
+        """The classifier head round 0 starts from (seeded as in ``Experiment.fit_round``)."""
         seed = self.loop.derive_seed(self.cfg.seed, 0, self.loop._MODEL)
         m = self.exp.factory.classifier(seed, with_encoder=False)
         return {
@@ -212,7 +212,7 @@ class JaxRound:
         return PoolFeatures(sentence=hidden, hidden=hidden, logits=logits)
 
     def train(self):
-        return self.exp._train(0, self.labeled, None)
+        return self.exp.fit_round(0, self.labeled, None)
 
     def pool_pass(self, fit):
         return self.exp.passes.pool(self.exp.steps, fit.params, fit.rest, self.exp.spec.needs)
