@@ -1,24 +1,13 @@
 """Fidelity study on this CPU: AG News (10k ALPS pool, official test), MiniLM frozen, k = 100.
 
-All nine strategies × 3 seeds (tables and plots in docs/results/agnews/):
+All nine strategies × 5 seeds (tables and plots in docs/results/agnews/):
   BATL_DATA_DIR=../shared/data python -m batl_jax.sweep --config=configs/study_agnews.py \
-      --strategies=rand,conf,entropy,dal,batchbald,coreset,badge,alps,batl --seeds=3 \
+      --strategies=rand,conf,entropy,dal,batchbald,coreset,badge,alps,batl --seeds=5 \
       --workdir=runs/study/agnews
 """
 
-from configs import base
+from configs import study
 
 
 def get_config():
-    c = base.get_config()
-    c.name = "study_agnews"
-    c.model.name = base.OFFLINE_MINILM
-    c.model.pooling = "mean"  # MiniLM is a sentence-transformers model trained with mean pooling
-    c.data.name = "ag_news"
-    c.al.batch_size = 100
-    c.al.rounds = 10
-    c.train.mode = "head"
-    c.train.lr = 2e-3
-    c.train.epochs = 20
-    c.alps.fit_mlm_head = True  # MiniLM ships no MLM head (a recorded deviation)
-    return c
+    return study.study_config("study_agnews", "ag_news", batch_size=100)
