@@ -10,7 +10,7 @@ export BATL_DATA_DIR
 WORKDIR ?= runs/demo
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow lint bench-smoke clean-venv
+.PHONY: demo test test-slow lint clean-venv
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

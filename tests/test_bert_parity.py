@@ -14,16 +14,9 @@ transformers = pytest.importorskip("transformers")
 from batl_jax import sharding  # noqa: E402
 from batl_jax.model import hf_params  # noqa: E402
 from batl_jax.model.bert import BertConfig, BertEncoder  # noqa: E402
+from tests.tiny_bert import TINY_CONFIG, save_perturbed_pretraining_bert  # noqa: E402
 
 TOL = 1e-4
-TINY = dict(
-    vocab_size=99,
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    intermediate_size=37,
-    max_position_embeddings=64,
-)
 
 
 @pytest.fixture(autouse=True)
@@ -35,19 +28,8 @@ def _torch_inference():
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """A random BertForPreTraining (pooler + MLM head) saved as HF safetensors (`bert.` keys).
-
-    Every parameter is perturbed: HF's init has zero biases and unit LayerNorm scales,
-    which would hide a swapped or dropped bias/scale.
-    """
-    torch.manual_seed(0)
-    model = transformers.BertForPreTraining(transformers.BertConfig(**TINY)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    path = tmp_path_factory.mktemp("tiny_bert")
-    model.save_pretrained(path)
-    return path, model
+    """A random BertForPreTraining saved as HF safetensors (`bert.` keys, MLM head)."""
+    return save_perturbed_pretraining_bert(tmp_path_factory.mktemp("tiny_bert"))
 
 
 def _batch(vocab, rows=3, length=9, seed=0):
@@ -73,7 +55,7 @@ def test_tiny_bert_matches_torch(tiny):
     path, model = tiny
     pre = hf_params.load_pretrained(path, with_pooler=True, with_mlm_head=True)
     assert pre.has_pooler_weights and pre.has_mlm_weights
-    ids, mask, tt = _batch(TINY["vocab_size"])
+    ids, mask, tt = _batch(TINY_CONFIG["vocab_size"])
     out = model(
         torch.tensor(ids),
         attention_mask=torch.tensor(mask),
@@ -83,20 +65,20 @@ def test_tiny_bert_matches_torch(tiny):
     ref_hidden = out.hidden_states[-1]
 
     hidden = pre.encoder(jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(tt))
-    assert hidden.shape == (3, 9, TINY["hidden_size"])
+    assert hidden.shape == (3, 9, TINY_CONFIG["hidden_size"])
     assert _max_diff(hidden, ref_hidden.numpy(), mask) < TOL
     # The pooler reads position 0, a real token in every row.
     assert _max_diff(pre.pooler(hidden), model.bert.pooler(ref_hidden).numpy()) < TOL
     word = pre.encoder.embeddings.word_embeddings.embedding[...]
     logits = pre.mlm_head(hidden, word)
-    assert logits.shape == (3, 9, TINY["vocab_size"])
+    assert logits.shape == (3, 9, TINY_CONFIG["vocab_size"])
     assert _max_diff(logits, out.prediction_logits.numpy(), mask) < TOL
 
 
 def test_default_token_types_and_dropout(tiny):
     path, model = tiny
     enc = hf_params.load_pretrained(path, with_pooler=False).encoder
-    ids, mask, _ = _batch(TINY["vocab_size"])
+    ids, mask, _ = _batch(TINY_CONFIG["vocab_size"])
     ref = model.bert(torch.tensor(ids), attention_mask=torch.tensor(mask)).last_hidden_state
     assert _max_diff(enc(jnp.asarray(ids), jnp.asarray(mask)), ref.numpy(), mask) < TOL
 
@@ -114,7 +96,7 @@ def test_bfloat16_compute_keeps_float32_params(tiny):
     enc = hf_params.load_pretrained(path, with_pooler=False, dtype=jnp.bfloat16).encoder
     kernel = enc.layers[0].attention.query.kernel[...]
     assert kernel.dtype == jnp.float32
-    ids, mask, tt = _batch(TINY["vocab_size"])
+    ids, mask, tt = _batch(TINY_CONFIG["vocab_size"])
     hidden = enc(jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(tt))
     assert hidden.dtype == jnp.bfloat16
     ref = model.bert(
@@ -152,7 +134,7 @@ def test_sharded_batch_matches_one_device(tiny, mesh8):
     path, _ = tiny
     enc = hf_params.load_pretrained(path, with_pooler=False).encoder
     graphdef, state = nnx.split(enc)
-    ids, mask, tt = _batch(TINY["vocab_size"], rows=8, length=7, seed=1)
+    ids, mask, tt = _batch(TINY_CONFIG["vocab_size"], rows=8, length=7, seed=1)
     mask[5, 2:] = 0
 
     @jax.jit
@@ -171,10 +153,12 @@ def test_sharded_batch_matches_one_device(tiny, mesh8):
 
 
 def test_config_from_hf_dict(tmp_path):
-    cfg = BertConfig.from_hf_dict({**TINY, "model_type": "bert", "architectures": ["BertModel"]})
+    cfg = BertConfig.from_hf_dict(
+        {**TINY_CONFIG, "model_type": "bert", "architectures": ["BertModel"]}
+    )
     assert cfg.head_dim == 8 and cfg.layer_norm_eps == 1e-12
     enc = BertEncoder(cfg, rngs=nnx.Rngs(0))
     assert len(enc.layers) == 2
     f = tmp_path / "config.json"
-    f.write_text(json.dumps({**TINY, "model_type": "bert"}))
+    f.write_text(json.dumps({**TINY_CONFIG, "model_type": "bert"}))
     assert BertConfig.from_json_file(f) == cfg

@@ -15,29 +15,14 @@ transformers = pytest.importorskip("transformers")
 from batl_jax.errors import ModelError  # noqa: E402
 from batl_jax.model import convert, hf_params  # noqa: E402
 from batl_jax.model.bert import resize_token_embeddings  # noqa: E402
-
-TINY = dict(
-    vocab_size=99,
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    intermediate_size=37,
-    max_position_embeddings=64,
-)
+from tests.tiny_bert import TINY_CONFIG, save_perturbed_pretraining_bert  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """A random BertForPreTraining saved by save_pretrained: `bert.` keys, pooler, MLM head."""
+    """A random BertForPreTraining saved as HF safetensors (`bert.` keys, MLM head)."""
     torch.set_num_threads(2)
-    torch.manual_seed(0)
-    model = transformers.BertForPreTraining(transformers.BertConfig(**TINY)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    path = tmp_path_factory.mktemp("tiny_bert")
-    model.save_pretrained(path)
-    return path, model
+    return save_perturbed_pretraining_bert(tmp_path_factory.mktemp("tiny_bert"))
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +45,9 @@ def _assert_same(pre, ref, *, mlm=True):
 
 
 def _write_config(path, **overrides):
-    (path / "config.json").write_text(json.dumps({**TINY, "model_type": "bert", **overrides}))
+    (path / "config.json").write_text(
+        json.dumps({**TINY_CONFIG, "model_type": "bert", **overrides})
+    )
 
 
 def test_no_prefix_and_gamma_beta_keys(tmp_path, tiny, reference, caplog):
@@ -183,7 +170,7 @@ def test_minilm_mlm_head_refused():
 def test_checkpoint_without_pooler(tmp_path):
     # BertForMaskedLM has no pooler: the loader initialises one and says so.
     torch.manual_seed(1)
-    transformers.BertForMaskedLM(transformers.BertConfig(**TINY)).save_pretrained(tmp_path)
+    transformers.BertForMaskedLM(transformers.BertConfig(**TINY_CONFIG)).save_pretrained(tmp_path)
     pre = hf_params.load_pretrained(tmp_path, with_pooler=True, with_mlm_head=True, rngs_seed=3)
     assert not pre.has_pooler_weights and pre.has_mlm_weights
     kernel = np.asarray(pre.pooler.dense.kernel[...])

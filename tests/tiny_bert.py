@@ -47,3 +47,33 @@ def save_tiny_bert(
         if (src / name).exists():
             shutil.copy(src / name, out_dir / name)
     return out_dir
+
+
+# A BERT small enough for exact-parity tests; vocab 99 needs no tokenizer.
+TINY_CONFIG = dict(
+    vocab_size=99,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=37,
+    max_position_embeddings=64,
+)
+
+
+def save_perturbed_pretraining_bert(out_dir: Path, seed: int = 0):
+    """A random ``BertForPreTraining`` (pooler + MLM head) saved as HF safetensors.
+
+    Every parameter is perturbed: HF's init has zero biases and unit LayerNorm scales,
+    which would hide a swapped or dropped bias/scale. Returns ``(out_dir, model)``
+    with the PyTorch model in eval mode.
+    """
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    model = transformers.BertForPreTraining(transformers.BertConfig(**TINY_CONFIG)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    model.save_pretrained(out_dir)
+    return Path(out_dir), model
