@@ -242,6 +242,66 @@ def summary(variant: Variant, metric: str) -> dict[str, tuple[float, float, int]
     return out
 
 
+# Paired comparisons are made against these variants, when a study has them.
+PAIRED_REFERENCES = ("rand", "batl")
+
+
+def paired_auc(study: Study, reference: Variant, metric: str) -> dict[str, dict]:
+    """Each other variant's AUC minus ``reference``'s, paired by seed.
+
+    Under one seed every strategy starts from the same labeled rows (and the same pool),
+    so the per-seed difference removes the spread that the starting set puts into both
+    curves. Returns label → {"diff": (mean, std, n), "better": seeds with a higher AUC}.
+    """
+    ref = {run.seed: curve_area(run, metric) for run in reference.runs}
+    out = {}
+    for v in study.variants:
+        if v is reference:
+            continue
+        diffs = []
+        for run in v.runs:
+            a, b = curve_area(run, metric), ref.get(run.seed)
+            if a is not None and b is not None:
+                diffs.append(a - b)
+        if diffs:
+            out[v.label] = {"diff": mean_std(diffs), "better": sum(d > 0 for d in diffs)}
+    return out
+
+
+def paired_references(study: Study) -> list[Variant]:
+    """The variants of :data:`PAIRED_REFERENCES` that the study's comparison has once each."""
+    out = []
+    for name in PAIRED_REFERENCES:
+        found = [v for v in study.comparison() if v.strategy == name]
+        if len(found) == 1:
+            out.append(found[0])
+    return out
+
+
+def _paired_tables(study: Study) -> list[str]:
+    lines = []
+    for ref in paired_references(study):
+        pairs = paired_auc(study, ref, study.metric)
+        if not pairs:
+            continue
+        label = ref.label
+        m = study.metric
+        lines += [
+            f"### AUC {m} minus {label}'s, paired by seed",
+            "",
+            "Per seed, the strategy's AUC minus the AUC of the same seed's "
+            f"{label} run (percentage points); `better`: the seeds where it is higher.",
+            "",
+            "| strategy | difference (points) | better | n |",
+            "|---|---:|---:|---:|",
+        ]
+        for name, p in pairs.items():
+            mean, std, n = p["diff"]
+            lines.append(f"| {name} | {100 * mean:+.2f} ± {100 * std:.2f} | {p['better']} | {n} |")
+        lines.append("")
+    return lines
+
+
 def test_metrics(study: Study) -> list[str]:
     """The test metrics present in the study's rows, the primary one first."""
     keys = {
@@ -311,7 +371,8 @@ def markdown(studies: list[Study], figures: dict[str, list[str]], out_dir: Path)
                 + " | ".join(a)
                 + f" | {s['time_s'][0]:.0f} |"
             )
-        lines += ["", f"### Test {m} (%) per round", ""]
+        lines += [""] + _paired_tables(study)
+        lines += [f"### Test {m} (%) per round", ""]
         lines += _round_table(study, study.variants, f"test.{m}", _pct)
         for key in ANALYSIS_KEYS:
             table = _round_table(study, study.variants, f"analysis.{key}", _num)
@@ -343,6 +404,12 @@ def csv_text(studies: list[Study]) -> str:
                                 q, repr(p["mean"]), repr(p["std"]), p["n"]])  # fmt: skip
             for q, (m, s, n) in summary(v, study.metric).items():
                 w.writerow([study.title, v.label, v.strategy, "", "", q, repr(m), repr(s), n])
+        for ref in paired_references(study):
+            for name, p in paired_auc(study, ref, study.metric).items():
+                m, s, n = p["diff"]
+                q = f"auc.{study.metric}.minus_{ref.strategy}"
+                strategy = next(v.strategy for v in study.variants if v.label == name)
+                w.writerow([study.title, name, strategy, "", "", q, repr(m), repr(s), n])
     return buf.getvalue()
 
 

@@ -84,6 +84,32 @@ def test_grouping_statistics_and_area(fake_runs):
     assert [v.label for v in study.comparison()] == ["rand", "entropy", "batl (λ=1.0)"]
 
 
+def test_paired_auc_differences_by_seed(fake_runs):
+    (study,) = report.group([report.load_run(p) for p in report.find_runs([fake_runs])])
+    refs = report.paired_references(study)
+    # The λ sweep is represented by λ = 1 alone, so "batl" names one variant.
+    assert [v.label for v in refs] == ["rand", "batl (λ=1.0)"]
+
+    def area(name, seed):
+        return np.trapezoid(ACCS[name, seed], LABELED) / 20
+
+    pairs = report.paired_auc(study, refs[0], "accuracy")
+    assert list(pairs) == ["entropy", "batl (λ=0.5)", "batl (λ=1.0)"]
+    for label, name in (("entropy", "entropy"), ("batl (λ=1.0)", "batl")):
+        d = [area(name, s) - area("rand", s) for s in (0, 1)]
+        mean, std, n = pairs[label]["diff"]
+        assert (mean, std, n) == (pytest.approx(np.mean(d)), pytest.approx(np.std(d, ddof=1)), 2)
+        assert pairs[label]["better"] == sum(x > 0 for x in d)
+    # Both beat rand under both seeds; nothing beats BATL under either.
+    assert pairs["entropy"]["better"] == 2 and pairs["batl (λ=1.0)"]["better"] == 2
+    against_batl = report.paired_auc(study, refs[1], "accuracy")
+    assert against_batl["rand"]["diff"][0] == pytest.approx(-pairs["batl (λ=1.0)"]["diff"][0])
+    assert [p["better"] for p in against_batl.values()] == [0, 0, 0]
+    md = report.markdown([study], {}, fake_runs)
+    assert "### AUC accuracy minus rand's, paired by seed" in md
+    assert "### AUC accuracy minus batl (λ=1.0)'s, paired by seed" in md
+
+
 def test_report_cli_writes_tables_and_figures(fake_runs, tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run(
