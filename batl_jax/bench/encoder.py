@@ -7,7 +7,7 @@ scored by the same MiniLM weights, at the same batch size, into the same outputs
 from batl_jax into the PyTorch model so both compute the same function):
 
 * ``batl_jax``: the round's pool pass (``FeaturePasses.pool``): length buckets
-  (``--buckets``, default 32/64/128), jitted forward, one compiled shape per bucket;
+  (``--buckets``, default the config default), jitted forward, one compiled shape per bucket;
 * ``torch longest``: transformers' ``BertForSequenceClassification`` parts, eager,
   ``torch.inference_mode``, rows in pool order, each batch padded to its longest row
   (what ``DataCollatorWithPadding`` does);
@@ -32,6 +32,7 @@ import sys
 
 import numpy as np
 
+from batl_jax import data
 from batl_jax.bench import common
 
 
@@ -44,7 +45,11 @@ def _parse(argv):
     p.add_argument("--n", type=int, default=0, help="pool sentences (0: all 10k)")
     p.add_argument("--batch", type=int, default=64, help="scoring batch size (both sides)")
     p.add_argument("--max-len", type=int, default=128)
-    p.add_argument("--buckets", default="32,64,128", help="batl_jax padded lengths")
+    p.add_argument(
+        "--buckets",
+        default=",".join(map(str, data.DEFAULT_BUCKETS)),
+        help="batl_jax padded lengths (default: the config default, data.DEFAULT_BUCKETS)",
+    )
     p.add_argument("--reps", type=int, default=3, help="timed repetitions per side (>= 3)")
     p.add_argument("--model", default="", help="minilm (default) | bert-base | tiny | DIR")
     p.add_argument("--variants", default="longest,max_len,sorted", help="torch variants")
@@ -92,7 +97,6 @@ class JaxScorer:
 
     def warmup(self):
         """Compile every bucket shape: one batch of each bucket (not a full pass)."""
-        from batl_jax import data
         from batl_jax.features import FeaturePasses
 
         enc, buckets = self.passes.encoded["train"], self.passes.buckets
@@ -104,8 +108,6 @@ class JaxScorer:
 
 
 def jax_padded_tokens(enc, batch: int, buckets) -> int:
-    from batl_jax import data
-
     rows = np.arange(len(enc))
     return int(sum(b.input_ids.size for b in data.scoring_batches(enc, rows, batch, buckets)))
 
@@ -197,7 +199,6 @@ class TorchScorer:
 
 
 def run(args) -> dict:
-    from batl_jax import data
     from batl_jax.model import hf_params
 
     info = common.env_info()

@@ -47,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from batl_jax import data
 from batl_jax.bench import common
 
 NUM_LABELS = 4  # AG News
@@ -67,7 +68,11 @@ def _parse(argv):
     p.add_argument("--eval-batch", type=int, default=64, help="scoring batch size")
     p.add_argument("--lr", type=float, default=5e-5, help="peak learning rate")
     p.add_argument("--max-len", type=int, default=128)
-    p.add_argument("--buckets", default="32,64,128", help="batl_jax padded lengths")
+    p.add_argument(
+        "--buckets",
+        default=",".join(map(str, data.DEFAULT_BUCKETS)),
+        help="batl_jax padded lengths (default: the config default, data.DEFAULT_BUCKETS)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--reps", type=int, default=3, help="timed rounds per side (>= 3)")
     p.add_argument("--model", default="", help="minilm (default) | bert-base | tiny | DIR")
@@ -158,7 +163,7 @@ class JaxRound:
         """Compile every train / forward shape of the round and the BADGE kernel."""
         import jax
 
-        from batl_jax import data, train
+        from batl_jax import train
         from batl_jax.features import FeaturePasses
 
         exp = self.exp
@@ -238,8 +243,6 @@ class JaxRound:
 
 
 def _subset(enc, rows):
-    from batl_jax import data
-
     return data.Encoded(enc.input_ids[rows], enc.lengths[rows], enc.pad_id)
 
 
