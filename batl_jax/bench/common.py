@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from batl_jax import data
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MB = 2**20
 
@@ -443,6 +445,15 @@ def resolve_model(arg: str, smoke: bool) -> tuple[str, str]:
         label = "random tiny BERT (2x32)" if arg == "tiny" else "random BERT-base shape (12x768)"
         return random_bert_dir(arg), label
     return arg, arg
+
+
+def add_buckets_flag(parser) -> None:
+    """``--buckets``: batl_jax's padded lengths, comma-separated; default the config's."""
+    parser.add_argument(
+        "--buckets",
+        default=",".join(map(str, data.DEFAULT_BUCKETS)),
+        help="batl_jax padded lengths (default: the config default, data.DEFAULT_BUCKETS)",
+    )
 
 
 @contextlib.contextmanager

@@ -45,11 +45,7 @@ def _parse(argv):
     p.add_argument("--n", type=int, default=0, help="pool sentences (0: all 10k)")
     p.add_argument("--batch", type=int, default=64, help="scoring batch size (both sides)")
     p.add_argument("--max-len", type=int, default=128)
-    p.add_argument(
-        "--buckets",
-        default=",".join(map(str, data.DEFAULT_BUCKETS)),
-        help="batl_jax padded lengths (default: the config default, data.DEFAULT_BUCKETS)",
-    )
+    common.add_buckets_flag(p)
     p.add_argument("--reps", type=int, default=3, help="timed repetitions per side (>= 3)")
     p.add_argument("--model", default="", help="minilm (default) | bert-base | tiny | DIR")
     p.add_argument("--variants", default="longest,max_len,sorted", help="torch variants")

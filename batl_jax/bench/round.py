@@ -68,11 +68,7 @@ def _parse(argv):
     p.add_argument("--eval-batch", type=int, default=64, help="scoring batch size")
     p.add_argument("--lr", type=float, default=5e-5, help="peak learning rate")
     p.add_argument("--max-len", type=int, default=128)
-    p.add_argument(
-        "--buckets",
-        default=",".join(map(str, data.DEFAULT_BUCKETS)),
-        help="batl_jax padded lengths (default: the config default, data.DEFAULT_BUCKETS)",
-    )
+    common.add_buckets_flag(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--reps", type=int, default=3, help="timed rounds per side (>= 3)")
     p.add_argument("--model", default="", help="minilm (default) | bert-base | tiny | DIR")
