@@ -251,7 +251,8 @@ def paired_auc(study: Study, reference: Variant, metric: str) -> dict[str, dict]
 
     Under one seed every strategy starts from the same labeled rows (and the same pool),
     so the per-seed difference removes the spread that the starting set puts into both
-    curves. Returns label → {"diff": (mean, std, n), "better": seeds with a higher AUC}.
+    curves. Returns label → {"strategy": its strategy, "diff": (mean, std, n),
+    "better": seeds with a higher AUC}.
     """
     ref = {run.seed: curve_area(run, metric) for run in reference.runs}
     out = {}
@@ -264,7 +265,11 @@ def paired_auc(study: Study, reference: Variant, metric: str) -> dict[str, dict]
             if a is not None and b is not None:
                 diffs.append(a - b)
         if diffs:
-            out[v.label] = {"diff": mean_std(diffs), "better": sum(d > 0 for d in diffs)}
+            out[v.label] = {
+                "strategy": v.strategy,
+                "diff": mean_std(diffs),
+                "better": sum(d > 0 for d in diffs),
+            }
     return out
 
 
@@ -408,8 +413,7 @@ def csv_text(studies: list[Study]) -> str:
             for name, p in paired_auc(study, ref, study.metric).items():
                 m, s, n = p["diff"]
                 q = f"auc.{study.metric}.minus_{ref.strategy}"
-                strategy = next(v.strategy for v in study.variants if v.label == name)
-                w.writerow([study.title, name, strategy, "", "", q, repr(m), repr(s), n])
+                w.writerow([study.title, name, p["strategy"], "", "", q, repr(m), repr(s), n])
     return buf.getvalue()
 
 
