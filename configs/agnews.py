@@ -5,11 +5,11 @@ Needs the hub for the model (or --config.model.name=/path/to/bert). Data from th
   BATL_DATA_DIR=../shared/data python -m batl_jax.main --config=configs/agnews.py
 """
 
-from configs import base
+from batl_jax.config import get_base_config
 
 
 def get_config():
-    c = base.get_config()
+    c = get_base_config()
     c.name = "agnews"
     c.model.name = "bert-base-uncased"
     c.data.name = "ag_news"

@@ -6,13 +6,13 @@ Head-only (fast on a CPU): add
   --config.train.mode=head --config.train.lr=2e-3 --config.train.epochs=20
 """
 
-from configs import base
+from batl_jax.config import OFFLINE_MINILM, get_base_config
 
 
 def get_config():
-    c = base.get_config()
+    c = get_base_config()
     c.name = "csabstruct"
-    c.model.name = base.OFFLINE_MINILM
+    c.model.name = OFFLINE_MINILM
     c.model.pooling = "mean"  # MiniLM is a sentence-transformers model trained with mean pooling
     c.data.name = "csabstruct"
     c.al.batch_size = 100

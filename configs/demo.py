@@ -6,13 +6,13 @@ or
   BATL_DATA_DIR=../shared/data python -m batl_jax.main --config=configs/demo.py --workdir=runs/demo
 """
 
-from configs import base
+from batl_jax.config import OFFLINE_MINILM, get_base_config
 
 
 def get_config():
-    c = base.get_config()
+    c = get_base_config()
     c.name = "demo"
-    c.model.name = base.OFFLINE_MINILM
+    c.model.name = OFFLINE_MINILM
     c.model.max_len = 64
     c.model.pooling = "mean"  # MiniLM is a sentence-transformers model trained with mean pooling
     c.data.name = "csabstruct"

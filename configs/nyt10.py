@@ -8,11 +8,11 @@ The paper's second setting: --config.al.batch_size=2000. Run (GPU recommended):
   python -m batl_jax.main --config=configs/nyt10.py --config.data.dir=DATA_DIR
 """
 
-from configs import base
+from batl_jax.config import get_base_config
 
 
 def get_config():
-    c = base.get_config()
+    c = get_base_config()
     c.name = "nyt10"
     c.model.name = "bert-base-uncased"
     c.data.name = "nyt10"

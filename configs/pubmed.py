@@ -4,11 +4,11 @@ Needs network access to the Hugging Face hub (model and data). Run:
   python -m batl_jax.main --config=configs/pubmed.py
 """
 
-from configs import base
+from batl_jax.config import get_base_config
 
 
 def get_config():
-    c = base.get_config()
+    c = get_base_config()
     c.name = "pubmed"
     c.model.name = "allenai/scibert_scivocab_uncased"
     c.model.max_len = 128

@@ -7,13 +7,13 @@ Metrics per round: micro-F1 over non-Other labels, P@N, PR-AUC, and the official
 SemEval macro-F1 (directed and undirected).
 """
 
-from configs import base
+from batl_jax.config import OFFLINE_MINILM, get_base_config
 
 
 def get_config():
-    c = base.get_config()
+    c = get_base_config()
     c.name = "semeval"
-    c.model.name = base.OFFLINE_MINILM
+    c.model.name = OFFLINE_MINILM
     c.model.max_len = 128
     c.data.name = "semeval"
     c.task.name = "relation"

@@ -6,8 +6,8 @@ All nine strategies × 5 seeds (tables and plots in docs/results/agnews/):
       --workdir=runs/study/agnews
 """
 
-from configs import study
+from batl_jax.config import study_config
 
 
 def get_config():
-    return study.study_config("study_agnews", "ag_news", batch_size=100)
+    return study_config("study_agnews", "ag_news", batch_size=100)

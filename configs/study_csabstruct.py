@@ -6,8 +6,8 @@ All nine strategies × 5 seeds (tables and plots in docs/results/csabstruct/):
       --workdir=runs/study/csabstruct
 """
 
-from configs import study
+from batl_jax.config import study_config
 
 
 def get_config():
-    return study.study_config("study_csabstruct", "csabstruct", batch_size=100)
+    return study_config("study_csabstruct", "csabstruct", batch_size=100)

@@ -6,11 +6,11 @@ All nine strategies × 5 seeds (tables and plots in docs/results/semeval/):
       --workdir=runs/study/semeval
 """
 
-from configs import study
+from batl_jax.config import study_config
 
 
 def get_config():
-    c = study.study_config("study_semeval", "semeval", batch_size=50)
+    c = study_config("study_semeval", "semeval", batch_size=50)
     c.task.name = "relation"
     c.task.no_relation_label = "Other"
     return c

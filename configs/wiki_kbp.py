@@ -7,13 +7,13 @@ data.on_error = skip). The paper's full train set has 23,884 sentences; use
   BATL_DATA_DIR=../shared/data python -m batl_jax.main --config=configs/wiki_kbp.py
 """
 
-from configs import base
+from batl_jax.config import OFFLINE_MINILM, get_base_config
 
 
 def get_config():
-    c = base.get_config()
+    c = get_base_config()
     c.name = "wiki_kbp"
-    c.model.name = base.OFFLINE_MINILM
+    c.model.name = OFFLINE_MINILM
     c.data.name = "wiki_kbp"
     c.data.on_error = "skip"
     c.task.name = "relation"

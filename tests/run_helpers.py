@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from configs import base
+from batl_jax import config as base
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = os.environ.get("BATL_DATA_DIR", str(REPO.parent / "shared" / "data"))

@@ -9,10 +9,10 @@ import jax
 import numpy as np
 import pytest
 
+from batl_jax import config as base
 from batl_jax import data, strategies, surprisal
 from batl_jax.model import hf_params
 from batl_jax.strategies.base import PoolFeatures, SelectionInput
-from configs import base
 from tests.tiny_bert import save_tiny_bert
 
 TEXTS = [

@@ -86,7 +86,7 @@ class _FakeExperiment:
 
 
 def test_analyzer_combines_the_three_metrics(mesh8):
-    from configs import base
+    from batl_jax import config as base
 
     rng = np.random.default_rng(2)
     n, d = 41, 6

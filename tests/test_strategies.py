@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from batl_jax import config as base
 from batl_jax import strategies
 from batl_jax.strategies.base import PoolFeatures, SelectionInput
-from configs import base
 
 
 def _features(n=203, d=12, c=4, e=8, seed=0):

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from batl_jax import config as base
 from batl_jax import report, sweep
-from configs import base
 from tests.test_loop import DATA_DIR, tiny_config
 from tests.tiny_bert import save_tiny_bert
 

@@ -38,7 +38,6 @@ k = 50, 128 test rows (its accuracies mean little: 4 training steps).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import itertools
 import math
 import sys
@@ -49,6 +48,7 @@ import numpy as np
 
 from batl_jax import data
 from batl_jax.bench import common
+from batl_jax.config import get_base_config
 
 NUM_LABELS = 4  # AG News
 
@@ -92,20 +92,8 @@ def _parse(argv):
 # ----------------------------------------------------------------------------- batl_jax side
 
 
-def _base_config():
-    try:
-        from configs import base
-    except ImportError:  # not run from the repository root
-        spec = importlib.util.spec_from_file_location(
-            "batl_bench_configs_base", common.REPO_ROOT / "configs" / "base.py"
-        )
-        base = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(base)
-    return base.get_config()
-
-
 def make_config(args, model_path: str, data_dir: Path):
-    c = _base_config()
+    c = get_base_config()
     c.name = "bench_round"
     c.seed = args.seed
     c.model.name = model_path
