@@ -10,45 +10,30 @@ features ``x = [s(x); h_C(x)]`` of the round's model:
 * density (Eq. 9, Zhu et al. 2008): mean over ``S`` of the mean cosine similarity of each
   selected sample to its ``k`` most similar other rows of ``U``.
 
-The two pool kernels never hold a ``|U| × |S|`` or ``|U| × |U|`` matrix: they walk the
-pool in tiles (:func:`batl_jax.kernels.distances.fold_pool_tiles`), with the pool rows
-split over the mesh's ``"data"`` axis (``shard_map``) and ``S`` replicated. Per-row
-results come back to the host and are averaged there in float64, so the device count
-changes nothing but rounding inside a tile.
+Distances and similarities come from the sharded pool kernels of
+:mod:`batl_jax.kernels.neighbors` (never a ``|U| × |S|`` or ``|U| × |U|`` matrix); their
+per-row results are averaged here on the host in float64, so the device count changes
+nothing but rounding inside a tile.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import json
 import logging
 import time
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax import lax
 from jax.sharding import Mesh
-from jax.sharding import PartitionSpec as P
 
-from batl_jax import data, run_files, sharding, train
-from batl_jax.kernels.distances import (
-    DEFAULT_PRECISION,
-    fold_pool_tiles,
-    round_up,
-    sq_distances,
-    sq_norms,
-)
-from batl_jax.kernels.kcenter import snap_sq_dist
+from batl_jax import data, run_files, train
+from batl_jax.kernels.neighbors import DEFAULT_TILE, knn_similarities, min_distances
 from batl_jax.strategies.base import PoolFeatures
 
 log = logging.getLogger(__name__)
 
-AXIS = sharding.DATA_AXIS
-DEFAULT_TILE = 1024
 # The reference classifier's seed: one reference per dataset and model, whatever the run seed.
 _REFERENCE_SEED = 12345
 
@@ -72,76 +57,6 @@ def entropy(logits: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- diversity
-def _min_sq_dist_shard(x, sel, mu, *, row_tile, sel_tile, precision):
-    """One device: for each local pool row, the min squared distance to any row of ``sel``.
-
-    Pool rows go ``row_tile`` at a time (``lax.map``); ``sel`` is folded ``sel_tile`` rows
-    at a time, so one ``(row_tile, sel_tile)`` block is alive at once. The last ``sel``
-    tile overlaps its predecessor, which a min ignores.
-    """
-    sel = sel - mu
-    s_sq = sq_norms(sel)
-
-    def one_tile(a):
-        a = a - mu
-        a_sq = sq_norms(a)
-
-        def body(best, rows, ids, fresh):
-            b, b_sq = rows
-            d2 = sq_distances(a, b, a_sq, b_sq, precision=precision)
-            # Rounding noise of the expansion → exact 0, so a selected row is at distance 0.
-            d2 = snap_sq_dist(d2, a_sq[:, None] + b_sq[None, :])
-            return jnp.minimum(best, jnp.min(d2, axis=1))
-
-        return fold_pool_tiles(body, jnp.full_like(a_sq, jnp.inf), (sel, s_sq), sel_tile)
-
-    tiles = x.reshape(x.shape[0] // row_tile, row_tile, x.shape[1])
-    return lax.map(one_tile, tiles).reshape(-1)
-
-
-@functools.partial(jax.jit, static_argnames=("mesh", "row_tile", "sel_tile", "precision"))
-def _min_sq_dist_jit(x, sel, mu, *, mesh, row_tile, sel_tile, precision):
-    fn = jax.shard_map(
-        functools.partial(
-            _min_sq_dist_shard, row_tile=row_tile, sel_tile=sel_tile, precision=precision
-        ),
-        mesh=mesh,
-        in_specs=(P(AXIS), P(), P()),
-        out_specs=P(AXIS),
-    )
-    return fn(x, sel, mu)
-
-
-def min_distances(
-    pool, selected, *, mesh: Mesh, tile: int = DEFAULT_TILE, precision=DEFAULT_PRECISION
-) -> np.ndarray:
-    """``min_{s ∈ selected} ‖x − s‖`` for every row ``x`` of ``pool``: host float32 ``(N,)``.
-
-    Memory per device: its share of the pool, the replicated ``selected`` and one
-    ``(tile, tile)`` block. Rows are centred on the pool mean first, which keeps the
-    cancellation error of ``‖a‖² + ‖b‖² − 2a·b`` small for features with a large common
-    component (mean-pooled sentence vectors have one).
-    """
-    x = np.asarray(pool, np.float32)
-    sel = np.asarray(selected, np.float32)
-    if x.ndim != 2 or sel.ndim != 2 or x.shape[1] != sel.shape[1]:
-        raise ValueError(f"pool {x.shape} and selected {sel.shape} must be (N, d) and (m, d)")
-    n, m = x.shape[0], sel.shape[0]
-    if n == 0 or m == 0:
-        raise ValueError("min_distances needs a non-empty pool and selection")
-    shards = sharding.num_shards(mesh)
-    row_tile = min(tile, round_up(-(-n // shards), 8))
-    size = round_up(n, shards * row_tile)
-    mu = x.mean(axis=0, dtype=np.float64).astype(np.float32)
-    put = lambda v: sharding.put_global(v, sharding.row_sharded(mesh))  # noqa: E731
-    out = _min_sq_dist_jit(
-        put(sharding.pad_rows(x, size)), sharding.put_replicated(sel, mesh),
-        sharding.put_replicated(mu, mesh),
-        mesh=mesh, row_tile=row_tile, sel_tile=min(tile, m), precision=precision,
-    )  # fmt: skip
-    return np.sqrt(sharding.to_host(out, n))
-
-
 def diversity(pool, selected, *, mesh: Mesh, tile: int = DEFAULT_TILE) -> float | None:
     """Eq. 7: the inverse mean distance of pool rows to their nearest selected row.
 
@@ -153,79 +68,6 @@ def diversity(pool, selected, *, mesh: Mesh, tile: int = DEFAULT_TILE) -> float 
 
 
 # ----------------------------------------------------------------------------- density
-def _knn_shard(x, ids, q, qids, *, k, tile, precision):
-    """One device: the ``k`` largest cosine similarities of each query to local pool rows.
-
-    ``x``/``q`` are L2-normalised. Pool rows with id ``-1`` (padding) and the query's own
-    row are excluded, as is the overlap of the last tile (a top-k would count it twice).
-    Carry: ``(m, k)`` running top values, merged with each ``(m, tile)`` block.
-    """
-
-    def body(top, rows, _, fresh):
-        b, bid = rows
-        sims = lax.dot_general(
-            q, b, (((1,), (1,)), ((), ())), precision=precision,
-            preferred_element_type=jnp.float32,
-        )  # fmt: skip
-        ok = fresh[None, :] & (bid[None, :] >= 0) & (bid[None, :] != qids[:, None])
-        block = jnp.concatenate([top, jnp.where(ok, sims, -jnp.inf)], axis=1)
-        return lax.top_k(block, k)[0]
-
-    init = jnp.full((q.shape[0], k), -jnp.inf, jnp.float32)
-    # The carry varies across devices (each holds its own top k); say so to shard_map.
-    init = lax.pcast(init, (AXIS,), to="varying")
-    return fold_pool_tiles(body, init, (x, ids), tile)
-
-
-@functools.partial(jax.jit, static_argnames=("mesh", "k", "tile", "precision"))
-def _knn_jit(x, ids, q, qids, *, mesh, k, tile, precision):
-    fn = jax.shard_map(
-        functools.partial(_knn_shard, k=k, tile=tile, precision=precision),
-        mesh=mesh,
-        in_specs=(P(AXIS), P(AXIS), P(), P()),
-        out_specs=P(AXIS),
-    )
-    local = fn(x, ids, q, qids)  # (shards · m, k): each device's candidates
-    m = q.shape[0]
-    per_query = local.reshape(-1, m, k).transpose(1, 0, 2).reshape(m, -1)
-    return lax.top_k(per_query, k)[0]
-
-
-def _normalize(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-def knn_similarities(
-    pool, pool_ids, queries, query_ids, *, k: int, mesh: Mesh, tile: int = DEFAULT_TILE,
-    precision=DEFAULT_PRECISION,
-) -> np.ndarray:  # fmt: skip
-    """Cosine similarities of each query to its ``k`` most similar pool rows: ``(m, k)``.
-
-    A pool row whose id equals the query's id (the query itself) is never its neighbour.
-    Values are sorted descending; ``-inf`` fills slots beyond the available neighbours.
-    Pool rows are split over the mesh; each device keeps its local top ``k`` per query and
-    one final ``top_k`` merges them. Memory: ``O(m · (k + tile))`` per device besides the
-    features.
-    """
-    x, q = _normalize(pool), _normalize(queries)
-    n, m = x.shape[0], q.shape[0]
-    if k < 1 or n == 0 or m == 0:
-        raise ValueError(f"knn_similarities needs k >= 1 (got {k}) and non-empty inputs")
-    pool_ids = np.asarray(pool_ids, np.int32)
-    size = sharding.padded_size(n, sharding.num_shards(mesh))
-    t = min(tile, size // sharding.num_shards(mesh))
-    put = lambda v, fill=0: sharding.put_global(  # noqa: E731
-        sharding.pad_rows(v, size, fill), sharding.row_sharded(mesh)
-    )
-    rep = lambda v: sharding.put_replicated(v, mesh)  # noqa: E731
-    out = _knn_jit(
-        put(x), put(pool_ids, -1), rep(q), rep(np.asarray(query_ids, np.int32)),
-        mesh=mesh, k=k, tile=t, precision=precision,
-    )  # fmt: skip
-    return sharding.to_host(out)
-
-
 def knn_density(
     pool, pool_ids, queries, query_ids, *, k: int = 10, mesh: Mesh, tile: int = DEFAULT_TILE
 ) -> float | None:

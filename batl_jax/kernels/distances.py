@@ -3,13 +3,16 @@
 Pool kernels (triplet mining, k-center, k-means++) compare a block of rows
 against the whole pool without ever holding an ``N × N`` matrix: they walk the
 pool tile by tile and fold each ``(rows, tile)`` distance block into a small
-per-row carry (a running max, min, sum, ...). This module holds the two pieces
+per-row carry (a running max, min, sum, ...). This module holds the pieces
 they share:
 
-* :func:`sq_distances` / :func:`distances`: a ``(m, n)`` block of squared or
-  Euclidean distances through the expansion ``‖a‖² + ‖b‖² − 2 a·b``, so the
-  cost is one matmul (near dense-matmul FLOP rate) plus one fused elementwise
-  pass, and memory is ``O(m·n)``.
+* :func:`sq_distances`: a ``(m, n)`` block of squared distances through the
+  expansion ``‖a‖² + ‖b‖² − 2 a·b``, so the cost is one matmul (near
+  dense-matmul FLOP rate) plus one fused elementwise pass, and memory is
+  ``O(m·n)``.
+* :func:`snap_sq_dist` / :func:`sq_dist_to_row`: the rounding-noise floor of
+  the expansion, and one row against the pool as a single mat-vec (the step of
+  the greedy loops).
 * :func:`fold_pool_tiles`: a ``lax.fori_loop`` over tiles of a pool that stays
   unpadded. Tile ``t`` covers rows ``[t·tile, t·tile + tile)``; the last tile is
   shifted back to end at row ``N`` (``lax.dynamic_slice`` clamps its start), so
@@ -35,6 +38,8 @@ from jax import lax
 # default to TF32/bfloat16 passes, whose ~1e-3 relative error in ``a·b`` would
 # swamp small distances after the cancellation in the expansion.
 DEFAULT_PRECISION = lax.Precision.HIGHEST
+# Expanded squared distances below this fraction of ‖a‖² + ‖b‖² count as 0 (snap_sq_dist).
+REL_ZERO = 1e-5
 
 
 def round_up(n: int, multiple: int) -> int:
@@ -68,7 +73,10 @@ def sq_distances(
     callers should centre their rows (subtract the pool mean) when the rows
     share a large common component. ``a_sq``/``b_sq`` are the precomputed row
     squared norms (:func:`sq_norms`), to reuse them across tiles. Memory
-    ``O(m·n)``; differentiable.
+    ``O(m·n)``; differentiable (take the root with :func:`safe_sqrt`).
+
+    There is no unsquared variant on purpose: ``sqrt`` is monotone, so callers
+    compare squared distances and take the root of the few values they keep.
     """
     a = a.astype(jnp.float32)
     b = b.astype(jnp.float32)
@@ -86,21 +94,30 @@ def sq_distances(
     return jnp.maximum(a_sq[:, None] + b_sq[None, :] + cross, 0.0)
 
 
-def distances(
-    a: jax.Array,
-    b: jax.Array,
-    a_sq: jax.Array | None = None,
-    b_sq: jax.Array | None = None,
-    *,
-    precision=DEFAULT_PRECISION,
-) -> jax.Array:
-    """Euclidean distances ``(m, n)``: ``sqrt`` of :func:`sq_distances` (not for gradients at 0).
+def snap_sq_dist(d2: jax.Array, scale: jax.Array) -> jax.Array:
+    """Zero an expanded squared distance below its rounding noise.
 
-    Prefer comparing squared distances and taking the ``sqrt`` of the few
-    results: ``sqrt`` is monotone, so a max/min over squared distances selects
-    the same entry.
+    ``‖a‖² + ‖b‖² − 2a·b`` carries an absolute error of a few ``ε·√d·scale``
+    (``scale = ‖a‖² + ‖b‖²``): values under ``REL_ZERO · scale`` are noise, and
+    setting them to exactly 0 makes duplicates of a centre distance 0, as in a
+    dense reference.
     """
-    return jnp.sqrt(sq_distances(a, b, a_sq, b_sq, precision=precision))
+    return jnp.where(d2 <= REL_ZERO * scale, 0.0, d2)
+
+
+def sq_dist_to_row(x, x_sq, c, mean):
+    """``‖(x_i − μ) − (c − μ)‖²`` for all rows, one mat-vec; ``x_sq = ‖x − μ‖²``.
+
+    Why a mat-vec and not ``Σ(x − c)²``: inside a ``while`` loop XLA:CPU
+    compiles the latter ~10× slower than a mat-vec (measured at 200k × 768:
+    0.47 s vs 0.04 s per step). Centring on ``μ`` (folded into the dot product,
+    ``x`` is not copied) keeps the expansion's error relative to the spread of
+    the data rather than to its offset.
+    """
+    cc = c - mean
+    cc_sq = jnp.sum(cc * cc)
+    dot = jnp.dot(x, cc, precision=lax.Precision.HIGHEST) - jnp.dot(mean, cc)
+    return snap_sq_dist(x_sq + cc_sq - 2.0 * dot, x_sq + cc_sq)
 
 
 def safe_sqrt(x: jax.Array) -> jax.Array:
