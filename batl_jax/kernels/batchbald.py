@@ -47,8 +47,8 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from batl_jax import sharding
+from batl_jax.kernels.collectives import AXIS, check_selection_args, global_argmax, row_ids
 from batl_jax.kernels.distances import fold_pool_tiles
-from batl_jax.kernels.kcenter import AXIS, check_selection_args, global_argmax, row_ids
 
 DEFAULT_MAX_CONFIGS = 2**14
 DEFAULT_NUM_SAMPLES = 1000

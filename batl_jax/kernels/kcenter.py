@@ -19,11 +19,8 @@ each step reduces a per-shard ``(max, lowest id)`` candidate with ``pmax`` /
 ``pmin`` and broadcasts the chosen row with a ``psum`` of a masked row, so one
 step costs one pass over the local features plus three scalar/row collectives.
 
-The helpers :func:`row_ids`, :func:`global_argmax`, :func:`global_argmin`,
-:func:`fetch_row`, :func:`sq_dist_to_row` and :func:`snap_sq_dist` are the
-greedy-loop building blocks shared with :mod:`batl_jax.kernels.kmeans` and
-:mod:`batl_jax.kernels.batchbald`; all but the last must be called inside
-``shard_map`` over the ``"data"`` axis.
+The cross-shard steps come from :mod:`batl_jax.kernels.collectives`, the
+distance to ``L`` from :mod:`batl_jax.kernels.neighbors`.
 """
 
 from __future__ import annotations
@@ -38,114 +35,15 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from batl_jax import sharding
-from batl_jax.kernels.distances import fold_pool_tiles, sq_distances, sq_norms
-
-AXIS = sharding.DATA_AXIS
-# Larger than any row id; loses every ``pmin`` over ids.
-_NO_ROW = np.iinfo(np.int32).max
-# Expanded squared distances below this fraction of ‖a‖² + ‖b‖² count as 0 (snap_sq_dist).
-REL_ZERO = 1e-5
-
-
-# --------------------------------------------------------------------------------------
-# Greedy-loop building blocks (inside shard_map over AXIS).
-# --------------------------------------------------------------------------------------
-def row_ids(n_local: int) -> jax.Array:
-    """Global row ids ``(n_local,)`` int32 of this shard's rows (shards hold consecutive rows)."""
-    return lax.axis_index(AXIS) * n_local + jnp.arange(n_local, dtype=jnp.int32)
-
-
-def global_argmax(score: jax.Array, avail: jax.Array, ids: jax.Array):
-    """``(row id, value)`` of the largest ``score`` over available rows of all shards.
-
-    Ties go to the lowest global row id: ``jnp.argmax`` takes the first local
-    maximum and ``pmin`` the lowest id among shards that reach the global
-    maximum. Both results are device-invariant (``pmax``/``pmin``), so they can
-    live in loop carries with replicated outputs. ``-inf`` everywhere (nothing
-    available) returns the lowest-id shard's first row; callers validate ``k``.
-    """
-    s = jnp.where(avail, score, -jnp.inf)
-    i = jnp.argmax(s)
-    best = lax.pmax(s[i], AXIS)
-    pick = lax.pmin(jnp.where(s[i] == best, ids[i], _NO_ROW), AXIS)
-    return pick, best
-
-
-def global_argmin(score: jax.Array, avail: jax.Array, ids: jax.Array):
-    """``(row id, value)`` of the smallest available ``score``; ties → lowest row id."""
-    pick, best = global_argmax(-score, avail, ids)
-    return pick, -best
-
-
-def fetch_row(x: jax.Array, row: jax.Array) -> jax.Array:
-    """Row ``row`` (a global id) of the row-sharded ``x``, replicated on every shard.
-
-    The owner contributes the row, every other shard zeros, and a ``psum`` adds
-    them up: one ``x.shape[1:]``-sized collective, exact (adding zeros).
-    """
-    n = x.shape[0]
-    mine = lax.axis_index(AXIS) == row // n
-    local = lax.dynamic_index_in_dim(x, jnp.clip(row % n, 0, n - 1), keepdims=False)
-    return lax.psum(jnp.where(mine, local, jnp.zeros_like(local)), AXIS)
-
-
-def snap_sq_dist(d2: jax.Array, scale: jax.Array) -> jax.Array:
-    """Clamp an expanded squared distance at 0 and zero it below its rounding noise.
-
-    ``‖a‖² + ‖b‖² − 2a·b`` carries an absolute error of a few ``ε·√d·scale``
-    (``scale = ‖a‖² + ‖b‖²``): values under ``REL_ZERO · scale`` are noise, and
-    setting them to exactly 0 makes duplicates of a centre distance 0, as in a
-    dense reference.
-    """
-    return jnp.where(d2 <= REL_ZERO * scale, 0.0, d2)
-
-
-def sq_dist_to_row(x, x_sq, c, mean):
-    """``‖(x_i − μ) − (c − μ)‖²`` for all local rows, one mat-vec; ``x_sq = ‖x − μ‖²``.
-
-    Why a mat-vec and not ``Σ(x − c)²``: inside a ``while`` loop XLA:CPU
-    compiles the latter ~10× slower than a mat-vec (measured at 200k × 768:
-    0.47 s vs 0.04 s per step). Centring on ``μ`` (folded into the dot product,
-    ``x`` is not copied) keeps the expansion's error relative to the spread of
-    the data rather than to its offset.
-    """
-    cc = c - mean
-    cc_sq = jnp.sum(cc * cc)
-    dot = jnp.dot(x, cc, precision=lax.Precision.HIGHEST) - jnp.dot(mean, cc)
-    return snap_sq_dist(x_sq + cc_sq - 2.0 * dot, x_sq + cc_sq)
-
-
-# --------------------------------------------------------------------------------------
-# k-center.
-# --------------------------------------------------------------------------------------
-def _min_sq_dist_to_set(x, centre, ref, tile: int) -> jax.Array:
-    """``min_j ‖x_i − ref_j‖²`` for every local row ``i``, by ``tile × tile`` blocks.
-
-    Rows are centred on ``centre`` first (per tile, no copy of ``x``): the
-    expansion ``‖a‖² + ‖b‖² − 2a·b`` has absolute error ``≈ ε(‖a‖² + ‖b‖²)``,
-    so removing the common component keeps small distances meaningful.
-    Memory: the ``(n_local,)`` result, ``ref`` and one ``tile × tile`` block.
-    """
-    ref = ref - centre
-    ref_sq = sq_norms(ref)
-    ref_tile = min(tile, ref.shape[0])
-
-    def pool_body(out, rows, ids, fresh):
-        (xt,) = rows
-        xt = xt - centre
-        xt_sq = sq_norms(xt)
-
-        def ref_body(best, ref_rows, _ids, _fresh):
-            r, r_sq = ref_rows
-            d2 = snap_sq_dist(sq_distances(xt, r, xt_sq, r_sq), xt_sq[:, None] + r_sq[None, :])
-            return jnp.minimum(best, jnp.min(d2, axis=1))
-
-        # min is idempotent, so the overlapping last tile needs no masking.
-        best = fold_pool_tiles(ref_body, jnp.full_like(xt_sq, jnp.inf), (ref, ref_sq), ref_tile)
-        return lax.dynamic_update_slice_in_dim(out, best, ids[0], axis=0)
-
-    init = jnp.full_like(x[:, 0], jnp.inf)
-    return fold_pool_tiles(pool_body, init, (x,), min(tile, x.shape[0]))
+from batl_jax.kernels.collectives import (
+    AXIS,
+    check_selection_args,
+    fetch_row,
+    global_argmax,
+    row_ids,
+)
+from batl_jax.kernels.distances import sq_dist_to_row
+from batl_jax.kernels.neighbors import min_sq_dist_to_set
 
 
 def _kcenter_shard(x, avail, labeled_x, *, k: int, tile: int, has_labeled: bool):
@@ -157,7 +55,7 @@ def _kcenter_shard(x, avail, labeled_x, *, k: int, tile: int, has_labeled: bool)
 
     x_sq = jnp.sum((x - mean) ** 2, axis=1)  # one pass, outside the loop
     if has_labeled:
-        min_d2 = _min_sq_dist_to_set(x, mean, labeled_x, tile)
+        min_d2 = min_sq_dist_to_set(x, mean, labeled_x, tile)
     else:
         min_d2 = x_sq  # cold start: the distance to the candidates' mean ranks pick 0
 
@@ -186,16 +84,6 @@ def _kcenter_fn(mesh: Mesh, k: int, tile: int, has_labeled: bool):
     return jax.jit(
         jax.shard_map(body, mesh=mesh, in_specs=(P(AXIS), P(AXIS), P()), out_specs=(P(), P()))
     )
-
-
-def check_selection_args(candidate_mask: np.ndarray, n: int, k: int) -> np.ndarray:
-    """Validate ``k`` against the number of candidates; return the mask as a bool array."""
-    cand = np.asarray(candidate_mask, dtype=bool)
-    if cand.shape != (n,):
-        raise ValueError(f"candidate_mask has shape {cand.shape}, expected ({n},)")
-    if not 1 <= k <= int(cand.sum()):
-        raise ValueError(f"k={k} must be in [1, {int(cand.sum())}] (the number of candidates)")
-    return cand
 
 
 def kcenter_greedy(

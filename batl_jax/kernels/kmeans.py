@@ -4,7 +4,7 @@ One k-means++ loop (:func:`_kmeanspp_shard`) serves both metrics; the metric is 
 ``d2_to(pool, centre) -> (n_local,)`` function of the local pool arrays:
 
 * Euclidean (:func:`kmeans_pp`, :func:`kmeans_select`): ``pool = (x, ‖x − μ‖²)``,
-  ``‖x_i − c‖²`` by one centred mat-vec (:func:`kcenter.sq_dist_to_row`).
+  ``‖x_i − c‖²`` by one centred mat-vec (:func:`distances.sq_dist_to_row`).
 * BADGE (:func:`badge_kmeans_pp`): the gradient embedding
   ``g_i = (p_i − e_i) ⊗ h_i`` (``e_i`` one-hot of ``argmax p_i``) is never formed
   (``N·C·d`` floats: 33 GB at 200k × 53 × 768). ``pool = (a, h, n2)`` with
@@ -13,7 +13,7 @@ One k-means++ loop (:func:`_kmeanspp_shard`) serves both metrics; the metric is 
   memory ``O(N·(C + d))``. No normalisation.
 
 Expanded distances under ``REL_ZERO`` (1e-5) of ``‖a‖² + ‖b‖²`` are rounding
-noise and are set to exactly 0 (:func:`kcenter.snap_sq_dist`), so duplicates of
+noise and are set to exactly 0 (:func:`distances.snap_sq_dist`), so duplicates of
 a chosen centre get zero weight, as in the dense reference.
 
 k-means++ mechanics (the team SPEC), for steps ``s = 0 … k−1``:
@@ -50,18 +50,17 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from batl_jax import sharding
-from batl_jax.kernels.distances import fold_pool_tiles, sq_norms
-from batl_jax.kernels.kcenter import (
-    _NO_ROW,
+from batl_jax.kernels.collectives import (
     AXIS,
+    NO_ROW,
     check_selection_args,
     fetch_row,
+    fetch_rows,
     global_argmax,
     global_argmin,
     row_ids,
-    snap_sq_dist,
-    sq_dist_to_row,
 )
+from batl_jax.kernels.distances import fold_pool_tiles, snap_sq_dist, sq_dist_to_row, sq_norms
 
 # Elements of one (tile, k) assignment block in the Lloyd step (16 MB of float32).
 _BLOCK_ELEMS = 1 << 22
@@ -86,11 +85,11 @@ def _sample_inverse_cdf(w, u, ids, avail):
     total = lax.psum(local_total, AXIS)
     hit = (w > 0) & (offset + cum > u * total)
     i = jnp.argmax(hit)
-    pick = lax.pmin(jnp.where(hit[i], ids[i], _NO_ROW), AXIS)
+    pick = lax.pmin(jnp.where(hit[i], ids[i], NO_ROW), AXIS)
     # u·total can round up to total: then the last weighted row is the answer.
     last = lax.pmax(jnp.max(jnp.where(w > 0, ids, -1)), AXIS)
-    first_avail = lax.pmin(jnp.min(jnp.where(avail, ids, _NO_ROW)), AXIS)
-    return jnp.where(total > 0, jnp.where(pick == _NO_ROW, last, pick), first_avail)
+    first_avail = lax.pmin(jnp.min(jnp.where(avail, ids, NO_ROW)), AXIS)
+    return jnp.where(total > 0, jnp.where(pick == NO_ROW, last, pick), first_avail)
 
 
 def _kmeanspp_shard(pool, avail, us, *, k: int, d2_to, first_w, first_greedy: bool):
@@ -159,14 +158,6 @@ def _kmeanspp_euclid_shard(x, avail, us, *, k: int):
 # --------------------------------------------------------------------------------------
 # Lloyd k-means (ALPS).
 # --------------------------------------------------------------------------------------
-def _fetch_rows(x, rows):
-    """Rows ``rows (k,)`` (global ids) of the row-sharded ``x``, replicated: ``(k, d)``."""
-    n = x.shape[0]
-    mine = lax.axis_index(AXIS) == rows // n
-    local = x[jnp.clip(rows % n, 0, n - 1)]
-    return lax.psum(jnp.where(mine[:, None], local, 0.0), AXIS)
-
-
 def _assign(x, centres, tile: int):
     """Index of the nearest centre of every local row, by ``(tile, k)`` blocks; ties → lowest."""
     c_sq = sq_norms(centres)
@@ -196,13 +187,13 @@ def _kmeans_select_shard(x, avail, us, *, k: int, num_iters: int):
         counts = lax.psum(jax.ops.segment_sum(am, assign, num_segments=k), AXIS)
         return jnp.where(counts[:, None] > 0, sums / jnp.maximum(counts, 1.0)[:, None], centres)
 
-    centres = lax.fori_loop(0, num_iters, lloyd, _fetch_rows(x, seeds))
+    centres = lax.fori_loop(0, num_iters, lloyd, fetch_rows(x, seeds))
     ids = row_ids(n_local)
     x_sq = sq_norms(x)
 
     def nearest(j, carry):
         avail, picks = carry
-        # ‖x − c‖² − ‖c‖² as a mat-vec (see kcenter.sq_dist_to_row for why not Σ(x − c)²)
+        # ‖x − c‖² − ‖c‖² as a mat-vec (see distances.sq_dist_to_row for why not Σ(x − c)²)
         d2 = x_sq - 2.0 * jnp.dot(x, centres[j], precision=lax.Precision.HIGHEST)
         pick, _ = global_argmin(d2, avail, ids)
         return avail & (ids != pick), picks.at[j].set(pick)
