@@ -5,7 +5,7 @@ and leaves the workdir untouched, instead of failing after a round of training. 
 that need the data (pool size against ``al.batch_size``) live in ``loop.check_config``.
 
 Every float anywhere in the config must be finite: NaN compares false with every bound,
-so a range check alone lets ``--config.train.lr=nan`` through (README, "Reliability").
+so a range check alone would let ``--config.train.lr=nan`` through.
 """
 
 from __future__ import annotations

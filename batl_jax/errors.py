@@ -32,3 +32,7 @@ class ModelError(BatlError):
 
 class StateError(BatlError):
     """A workdir whose saved state cannot be resumed."""
+
+
+class LockError(BatlError):
+    """The workdir is in use by another run: one run per workdir at a time."""
