@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from batl_jax.data import Encoded, Split, encode_texts
+from batl_jax.tasks.base import majority_rate
 
 
 def f1_scores(pred: np.ndarray, gold: np.ndarray, num_labels: int) -> dict[str, float]:
@@ -28,8 +29,8 @@ def f1_scores(pred: np.ndarray, gold: np.ndarray, num_labels: int) -> dict[str, 
 class ClassificationTask:
     """Plain sentence classification."""
 
-    name = "classification"
-    primary_metric = "accuracy"
+    name: str = "classification"
+    primary_metric: str = "accuracy"
 
     def __init__(self, label_names: list[str]):
         self.label_names = list(label_names)
@@ -49,5 +50,4 @@ class ClassificationTask:
         return f1_scores(probs.argmax(axis=1), split.labels, self.num_labels)
 
     def majority_rate(self, split: Split) -> float:
-        counts = np.bincount(split.labels, minlength=self.num_labels)
-        return float(counts.max() / max(1, counts.sum()))
+        return majority_rate(split.labels, self.num_labels)

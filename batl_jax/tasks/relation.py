@@ -12,16 +12,25 @@ import logging
 
 import numpy as np
 
-from batl_jax.data import Dataset, Encoded, Split, encode_ids, resolve_data_dir
+from batl_jax.data import (
+    DataRequest,
+    Dataset,
+    Encoded,
+    Split,
+    encode_ids,
+    register_loader,
+    resolve_data_dir,
+)
 from batl_jax.errors import ConfigError, DataError
 from batl_jax.tasks import relation_data as rd
 from batl_jax.tasks import relation_inputs as ri
 from batl_jax.tasks import relation_metrics as rm
+from batl_jax.tasks.base import majority_rate
 from batl_jax.tasks.classification import f1_scores
 
-# Local files per dataset (relative to data.dir) and the no-relation label.
 log = logging.getLogger(__name__)
 
+# Local files per dataset (relative to data.dir) and the no-relation label.
 _FILES = {
     "semeval": ("semeval2010_task8/train.jsonl.gz", "semeval2010_task8/test.jsonl.gz"),
     "wiki_kbp": ("wiki_kbp/train_head544.json.gz", "wiki_kbp/test.json.gz"),
@@ -41,21 +50,19 @@ def _to_split(examples: list[rd.RelationExample], label_names: list[str]) -> Spl
     )
 
 
-def _nyt10_records(cfg, which: int) -> list[dict]:
+def _nyt10_records(req: DataRequest, which: int) -> list[dict]:
     import datasets
 
-    if cfg.data.hub_id:
-        split = (cfg.data.train_split, cfg.data.test_split)[which]
+    if req.hub_id:
+        split = (req.train_split, req.test_split)[which]
         try:
-            return datasets.load_dataset(
-                cfg.data.hub_id, cfg.data.hub_config or None, split=split
-            ).to_list()
+            return datasets.load_dataset(req.hub_id, req.hub_config or None, split=split).to_list()
         except Exception as e:
             raise DataError(
-                f"cannot load hub dataset {cfg.data.hub_id!r} split {split!r} "
+                f"cannot load hub dataset {req.hub_id!r} split {split!r} "
                 f"({type(e).__name__}: {e}); check the id and network"
             ) from e
-    path = resolve_data_dir(cfg.data.dir) / _FILES["nyt10"][which]
+    path = resolve_data_dir(req.data_dir) / _FILES["nyt10"][which]
     if not path.is_file():
         raise DataError(
             f"missing {path}: download NYT-10 with OpenNRE's "
@@ -64,37 +71,43 @@ def _nyt10_records(cfg, which: int) -> list[dict]:
     return datasets.load_dataset("json", data_files=str(path), split="train").to_list()
 
 
-def load_relation_dataset(cfg, skipped: dict[str, int]) -> Dataset:
-    """Load ``data.name`` in {semeval, wiki_kbp, nyt10} into train/test splits."""
-    name, on_error = cfg.data.name, cfg.data.on_error
+def _load_examples(req: DataRequest, skipped: dict[str, int]):
+    """Train and test examples of ``req.name`` and the label names."""
     splits = []
-    if name == "semeval":
+    if req.name == "semeval":
         label_names = list(rd.SEMEVAL_LABELS)
-        root = resolve_data_dir(cfg.data.dir)
-        for f in _FILES[name]:
-            exs, sk = rd.load_semeval(root / f, on_error=on_error)
+        root = resolve_data_dir(req.data_dir)
+        for f in _FILES[req.name]:
+            exs, sk = rd.load_semeval(root / f, on_error=req.on_error)
             splits.append(exs)
             _merge(skipped, sk)
-    elif name == "wiki_kbp":
+    elif req.name == "wiki_kbp":
         label_names = list(rd.WIKI_KBP_LABELS)
-        root = resolve_data_dir(cfg.data.dir)
-        for f in _FILES[name]:
-            exs, sk = rd.load_wiki_kbp(root / f, on_error=on_error, label_names=label_names)
+        root = resolve_data_dir(req.data_dir)
+        for f in _FILES[req.name]:
+            exs, sk = rd.load_wiki_kbp(root / f, on_error=req.on_error, label_names=label_names)
             splits.append(exs)
             _merge(skipped, sk)
     else:
-        records = [_nyt10_records(cfg, 0), _nyt10_records(cfg, 1)]
+        records = [_nyt10_records(req, 0), _nyt10_records(req, 1)]
         found = sorted({str(r.get("relation")) for r in records[0]} - {rd.NYT10_NA})
         label_names = [rd.NYT10_NA] + found
         for recs in records:
-            exs, sk = rd.load_nyt10_records(recs, on_error=on_error, label_names=label_names)
+            exs, sk = rd.load_nyt10_records(recs, on_error=req.on_error, label_names=label_names)
             splits.append(exs)
             _merge(skipped, sk)
+    return splits, label_names
+
+
+def load_relation_dataset(req: DataRequest) -> Dataset:
+    """Load ``data.name`` in {semeval, wiki_kbp, nyt10} into train/test splits."""
+    skipped: dict[str, int] = {}
+    splits, label_names = _load_examples(req, skipped)
     for exs, where in zip(splits, ("train", "test"), strict=True):
         if not exs:
-            raise DataError(f"{name} {where} split has no usable records; check data.dir")
+            raise DataError(f"{req.name} {where} split has no usable records; check data.dir")
     return Dataset(
-        name,
+        req.name,
         label_names,
         _to_split(splits[0], label_names),
         _to_split(splits[1], label_names),
@@ -107,29 +120,41 @@ def _merge(total: dict[str, int], part: dict[str, int]) -> None:
         total[k] = total.get(k, 0) + v
 
 
+for _name in _FILES:
+    register_loader(_name, load_relation_dataset)
+
+
 class RelationTask:
     """Relation classification with a no-relation label."""
 
-    name = "relation"
-    primary_metric = "micro_f1"
+    name: str = "relation"
+    primary_metric: str = "micro_f1"
 
-    def __init__(self, cfg, dataset: Dataset):
-        self.label_names = list(dataset.label_names)
-        na = cfg.task.no_relation_label or _NA.get(cfg.data.name, "")
+    def __init__(
+        self,
+        label_names: list[str],
+        dataset_name: str,
+        *,
+        no_relation_label: str = "",
+        input_format: str = "distre",
+        p_at_n: tuple[int, ...] = (100, 200, 500),
+    ):
+        """``no_relation_label`` defaults to the dataset's own (Other, None, NA)."""
+        self.label_names = list(label_names)
+        na = no_relation_label or _NA.get(dataset_name, "")
         if na not in self.label_names:
             raise ConfigError(
-                f"task.no_relation_label={na!r} is not a label of {dataset.name} "
+                f"task.no_relation_label={na!r} is not a label of {dataset_name} "
                 f"({', '.join(self.label_names[:5])}, ...); set it correctly"
             )
-        if cfg.task.input_format not in ri.INPUT_FORMATS:
+        if input_format not in ri.INPUT_FORMATS:
             raise ConfigError(
-                f"task.input_format={cfg.task.input_format!r}: use one of "
-                f"{', '.join(ri.INPUT_FORMATS)}"
+                f"task.input_format={input_format!r}: use one of {', '.join(ri.INPUT_FORMATS)}"
             )
         self.na_index = self.label_names.index(na)
-        self.input_format = cfg.task.input_format
-        self.p_at_n = tuple(int(n) for n in cfg.task.p_at_n)
-        self.dataset_name = dataset.name
+        self.input_format = input_format
+        self.p_at_n = tuple(int(n) for n in p_at_n)
+        self.dataset_name = dataset_name
 
     @property
     def num_labels(self) -> int:
@@ -183,5 +208,4 @@ class RelationTask:
         return out
 
     def majority_rate(self, split: Split) -> float:
-        counts = np.bincount(split.labels, minlength=self.num_labels)
-        return float(counts.max() / max(1, counts.sum()))
+        return majority_rate(split.labels, self.num_labels)
