@@ -66,7 +66,7 @@ def run(cfg, workdir: str | None) -> list[dict]:
     """Run (or resume) the experiment of ``cfg`` in ``workdir``; returns the metrics rows."""
     from batl_jax import sharding
     from batl_jax.errors import ConfigError
-    from batl_jax.loop import Experiment
+    from batl_jax import loop
 
     init_distributed(cfg)
     try:
@@ -77,7 +77,7 @@ def run(cfg, workdir: str | None) -> list[dict]:
         ) from e
     workdir_path = Path(workdir or Path("runs") / cfg.name)
     logging.getLogger("batl_jax").info("workdir %s, %d device(s)", workdir_path, mesh.size)
-    return Experiment(cfg, workdir_path, mesh).run()
+    return loop.run(cfg, workdir_path, mesh)
 
 
 def main(argv) -> None:

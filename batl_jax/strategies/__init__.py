@@ -1,12 +1,36 @@
 """Acquisition strategies. Importing this package registers every strategy."""
 
-from batl_jax.strategies import alps, batl, bayesian, dal, diversity, uncertainty  # noqa: F401
-from batl_jax.strategies.base import (  # noqa: F401
-    PoolFeatures,
+from batl_jax.errors import ConfigError
+from batl_jax.strategies import alps, batl, bayesian, dal, diversity, uncertainty
+from batl_jax.strategies.base import (
+    REGISTRY,
+    Feature,
+    FeatureContext,
+    FeatureValue,
+    FeatureView,
+    ModelNeeds,
     Selection,
     SelectionInput,
     StrategySpec,
-    get,
-    names,
     register,
 )
+
+__all__ = [
+    "Feature", "FeatureContext", "FeatureValue", "FeatureView", "ModelNeeds", "Selection",
+    "SelectionInput", "StrategySpec", "alps", "batl", "bayesian", "dal", "diversity", "get",
+    "names", "register", "uncertainty",
+]  # fmt: skip
+
+
+def get(name: str) -> StrategySpec:
+    """The strategy registered under ``name``; a clear error listing the choices otherwise."""
+    if name not in REGISTRY:
+        raise ConfigError(
+            f"unknown strategy {name!r}: set --config.al.strategy to one of {', '.join(names())}"
+        )
+    return REGISTRY[name]
+
+
+def names() -> list[str]:
+    """Every registered strategy name, sorted."""
+    return sorted(REGISTRY)

@@ -10,13 +10,11 @@ Strategies never touch the model; kernels never touch config.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import numpy as np
 from jax.sharding import Mesh
-
-from batl_jax.errors import ConfigError
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -27,32 +25,99 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-@dataclasses.dataclass(frozen=True)
-class PoolFeatures:
-    """Host (numpy, float32) features of every training row, row ``i`` = dataset row ``i``.
+class FeatureView(Protocol):
+    """The pool features a strategy reads (made by :mod:`batl_jax.features`).
 
-    Attributes:
-      sentence: ``(N, d)`` sentence representation ``s(x)`` of the current encoder.
-      hidden: ``(N, d)`` classifier hidden state ``h_C(x) = tanh(W_1 s + b_1)``.
-      logits: ``(N, C)`` classifier logits ``z(x)``.
-      embedding: ``(N, e)`` BATL integrated feature ``e(x)`` (None unless requested).
-      mc_logits: ``(K, N, C)`` logits of ``K`` MC-dropout passes (BatchBALD/BALD only).
-      surprisal: ``(N, max_len)`` ALPS MLM surprisal vectors (ALPS only).
-      pretrained_sentence: ``(N, d)`` ``s(x)`` of the original pre-trained encoder
-        (BATL with ``sentence_rep = pretrained``).
+    Every array is indexed by dataset row. ``sentence`` ``(N, d)`` is ``s(x)`` of the
+    round's encoder, ``hidden`` ``(N, d)`` is ``h_C(x)``, ``logits`` ``(N, C)`` is ``z(x)``;
+    ``view[name]`` is the feature a strategy declared under ``name`` (see :class:`Feature`).
     """
 
     sentence: np.ndarray
     hidden: np.ndarray
     logits: np.ndarray
-    embedding: np.ndarray | None = None
-    mc_logits: np.ndarray | None = None
-    surprisal: np.ndarray | None = None
-    pretrained_sentence: np.ndarray | None = None
 
     @property
-    def num_rows(self) -> int:
-        return int(self.logits.shape[0])
+    def num_rows(self) -> int: ...
+
+    def __getitem__(self, name: str) -> np.ndarray: ...
+
+
+class FeatureContext(Protocol):
+    """What a feature may use to compute itself; built once per run (``batl_jax.setup``).
+
+    ``forward`` runs the round's model over the pool (the training split) in length
+    buckets and returns the requested outputs by dataset row (``"_rest"``: the model's
+    RNG state after the pass, for the next stochastic pass). ``pretrained_sentence``
+    is ``s(x)`` of the untrained encoder for a split (cached across runs). ``cached``
+    keeps a frozen-model feature on disk under ``kind``/``key`` plus the token ids.
+    """
+
+    mesh: Mesh
+    head_mode: bool
+    tokenizer: Any
+    factory: Any
+    encoded: Mapping[str, Any]
+    buckets: tuple[int, ...]
+    batch_size: int
+
+    def forward(
+        self, fit: Any, keys: tuple[str, ...], *, stochastic: bool = False,
+        sentence: np.ndarray | None = None, rest: Any = None, desc: str = "score",
+    ) -> dict[str, Any]: ...  # fmt: skip
+
+    def pretrained_sentence(self, split: str) -> np.ndarray: ...
+
+    def cached(self, kind: str, key: str, compute: Callable[[], FeatureValue]) -> FeatureValue: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureValue:
+    """A computed feature and, when it departs from the reference setting, a note saying how
+    (written to the run's ``run_info.json``)."""
+
+    array: np.ndarray
+    deviation: dict | None = None
+
+
+class Feature(Protocol):
+    """A pool feature a strategy declares; it knows how to compute itself.
+
+    Attributes:
+      name: the key strategies read it under (``features[name]``).
+      static: True when it depends on the pre-trained model and the data only (computed
+        once per run, before round 0); False for a feature of the round's model.
+      pass_keys: outputs of the round's one deterministic pool pass it reads (``have``).
+    """
+
+    name: str
+    static: bool
+    pass_keys: tuple[str, ...]
+
+    def compute(
+        self, ctx: FeatureContext, fit: Any, have: Mapping[str, np.ndarray]
+    ) -> FeatureValue: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelNeeds:
+    """What a strategy asks of the round's model and its training.
+
+    Attributes:
+      embed_dim: width of BATL's integration layer e(x) (0 = none).
+      normalize: L2-normalise e(x).
+      triplet_weight: weight of the training-time triplet loss on e(x).
+      margin: that loss's margin.
+      mlm_head: load the checkpoint's MLM head (ALPS).
+      mlm_head_optional: a checkpoint without one is accepted (the feature fits one).
+    """
+
+    embed_dim: int = 0
+    normalize: bool = True
+    triplet_weight: float = 0.0
+    margin: float = 0.2
+    mlm_head: bool = False
+    mlm_head_optional: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +125,7 @@ class SelectionInput:
     """Everything a strategy may use to choose a batch.
 
     Attributes:
-      features: features of every training row (see :class:`PoolFeatures`).
+      features: features of every training row (see :class:`FeatureView`).
       unlabeled: sorted int64 row ids of the unlabeled pool ``U``.
       labeled: sorted int64 row ids of the labeled set ``L``.
       labels: ``(N,)`` int labels; only entries at ``labeled`` are meaningful.
@@ -69,7 +134,7 @@ class SelectionInput:
       config: the strategy's own config section (e.g. ``config.batl``), may be None.
     """
 
-    features: PoolFeatures | None
+    features: FeatureView | None
     unlabeled: np.ndarray
     labeled: np.ndarray
     labels: np.ndarray
@@ -98,69 +163,63 @@ class Selection:
                 raise AssertionError(f"score column {name!r} has the wrong length")
 
 
+def _no_features(section: Any) -> tuple[Feature, ...]:
+    return ()
+
+
+def _no_model_needs(section: Any) -> ModelNeeds:
+    return ModelNeeds()
+
+
 @dataclasses.dataclass(frozen=True)
 class StrategySpec:
-    """A registered strategy and what it needs from the feature pass.
+    """A registered strategy and what it needs.
 
     Attributes:
       name: the registry name (``--config.al.strategy=NAME``).
       select: ``fn(SelectionInput, k) -> Selection``.
       needs_trained_model: refuse ``al.initial_size = 0`` (cold start) when True.
-      needs: extra feature kinds for the pool pass: any of ``"embedding"``,
-        ``"mc_dropout"``, ``"surprisal"``, ``"pretrained_sentence"``.
+      features: ``fn(section) -> (Feature, ...)``: the pool features beyond ``s``, ``h_C``
+        and logits that the strategy reads, built from its config section.
+      model: ``fn(section) -> ModelNeeds``: what it asks of the model and its training.
       config_section: name of the config section handed over as ``SelectionInput.config``.
     """
 
     name: str
     select: Callable[[SelectionInput, int], Selection]
     needs_trained_model: bool = True
-    needs: frozenset[str] = frozenset()
+    features: Callable[[Any], tuple[Feature, ...]] = _no_features
+    model: Callable[[Any], ModelNeeds] = _no_model_needs
     config_section: str | None = None
 
 
-_REGISTRY: dict[str, StrategySpec] = {}
+REGISTRY: dict[str, StrategySpec] = {}
 
 
 def register(
     name: str,
     *,
     needs_trained_model: bool = True,
-    needs: tuple[str, ...] = (),
+    features: Callable[[Any], tuple[Feature, ...]] = _no_features,
+    model: Callable[[Any], ModelNeeds] = _no_model_needs,
     config_section: str | None = None,
 ):
     """Decorator registering ``fn(SelectionInput, k) -> Selection`` under ``name``."""
 
     def wrap(fn):
-        if name in _REGISTRY:
+        if name in REGISTRY:
             raise ValueError(f"strategy {name!r} registered twice")
-        _REGISTRY[name] = StrategySpec(
+        REGISTRY[name] = StrategySpec(
             name=name,
             select=fn,
             needs_trained_model=needs_trained_model,
-            needs=frozenset(needs),
+            features=features,
+            model=model,
             config_section=config_section,
         )
         return fn
 
     return wrap
-
-
-def get(name: str) -> StrategySpec:
-    """The strategy registered under ``name``; a clear error listing the choices otherwise."""
-    from batl_jax import strategies  # noqa: F401  (importing the package registers all)
-
-    if name not in _REGISTRY:
-        raise ConfigError(
-            f"unknown strategy {name!r}: set --config.al.strategy to one of "
-            f"{', '.join(sorted(_REGISTRY))}"
-        )
-    return _REGISTRY[name]
-
-
-def names() -> list[str]:
-    from batl_jax import strategies  # noqa: F401
-
-    return sorted(_REGISTRY)
 
 
 def top_k_desc(scores: np.ndarray, k: int) -> np.ndarray:

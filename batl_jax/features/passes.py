@@ -1,6 +1,6 @@
-"""One pass over the training split per round → every feature a strategy asks for.
+"""Forward passes of a model over the train or test split, in length buckets.
 
-Features are host numpy arrays indexed by dataset row. In ``train.mode = head`` the
+Outputs are host numpy arrays indexed by dataset row. In ``train.mode = head`` the
 pre-trained encoder's sentence features are computed once per run and cached; the
 round's head then maps them to ``h_C``, logits and ``e`` in milliseconds.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from batl_jax import data, train
-from batl_jax.strategies.base import PoolFeatures, softmax
+from batl_jax.strategies.base import softmax
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class FeaturePasses:
         np.save(tmp, array, allow_pickle=False)
         os.replace(tmp, path)  # atomic: concurrent runs never read a partial file
 
-    def _run(
+    def run(
         self, steps, params, rest, split, keys, *, stochastic=False, sentence=None, desc="score"
     ):
         enc = self.encoded[split]
@@ -106,7 +106,7 @@ class FeaturePasses:
                 self._sentence_cache[split] = np.load(path, allow_pickle=False)
                 log.info("%s features loaded from %s", split, path)
             else:
-                out = self._run(
+                out = self.run(
                     steps, params, rest, split, ("sentence",), desc=f"encode {split} (once)"
                 )
                 self._sentence_cache[split] = out["sentence"]
@@ -115,52 +115,8 @@ class FeaturePasses:
         return self._sentence_cache[split]
 
     def test_probs(self, steps, params, rest, sentence=None) -> np.ndarray:
-        out = self._run(
+        out = self.run(
             steps, params, rest, "test", ("logits",), sentence=sentence, desc="evaluate"
         )
         return softmax(out["logits"])
 
-    def pool(
-        self,
-        steps,
-        params,
-        rest,
-        needs: frozenset[str],
-        *,
-        sentence=None,
-        mc_samples: int = 0,
-        mc_scope: str = "head",
-        pretrained_sentence: np.ndarray | None = None,
-    ) -> PoolFeatures:
-        """Every feature of the training split that the strategy needs, in one pass
-        (plus ``mc_samples`` dropout passes for BatchBALD)."""
-        keys = ("sentence", "hidden", "logits") + (("embedding",) if "embedding" in needs else ())
-        out = self._run(steps, params, rest, "train", keys, sentence=sentence, desc="score pool")
-        mc = None
-        if "mc_dropout" in needs:
-            rest_mc = out["_rest"]
-            mc_list = []
-            # Head-scope dropout reuses s(x) from the deterministic pass: K cheap head passes.
-            mc_input = out["sentence"] if mc_scope == "head" else sentence
-            for i in range(mc_samples):
-                o = self._run(
-                    steps,
-                    params,
-                    rest_mc,
-                    "train",
-                    ("logits",),
-                    stochastic=True,
-                    sentence=mc_input,
-                    desc=f"MC dropout {i + 1}/{mc_samples}",
-                )
-                rest_mc = o["_rest"]
-                mc_list.append(o["logits"])
-            mc = np.stack(mc_list)
-        return PoolFeatures(
-            sentence=out["sentence"],
-            hidden=out["hidden"],
-            logits=out["logits"],
-            embedding=out.get("embedding"),
-            mc_logits=mc,
-            pretrained_sentence=pretrained_sentence,
-        )

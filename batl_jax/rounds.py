@@ -1,0 +1,233 @@
+"""One round of Algorithm 1 as values in, values out.
+
+Fit the round's model on the labeled rows, evaluate it on the test split, compute the
+strategy's pool features, select ``k`` rows and measure the batch (the paper's analysis
+metrics). :func:`run_round` returns a :class:`RoundResult`; writing it down (files,
+checkpoints, the human oracle) is the loop's business. Every draw of round ``r`` comes
+from ``(seed, r)`` (:mod:`batl_jax.seeds`), so a resumed run repeats it exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+
+from batl_jax import analysis, data, strategies, train
+from batl_jax.errors import StateError
+from batl_jax.faults import kill_point  # test hooks (BATL_KILL_AT); no-ops otherwise
+from batl_jax.features import PoolFeatures, static_features
+from batl_jax.features import pool_features as _pool_pass
+from batl_jax.seeds import MODEL, SELECT, TRAIN, derive_seed
+from batl_jax.setup import Parts
+from batl_jax.strategies import FeatureValue
+
+# fn(features, selected rows, unlabeled rows) -> analysis metrics of the batch.
+Analyze = Callable[[PoolFeatures, np.ndarray, np.ndarray], dict]
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundResult:
+    """What round ``round`` produced.
+
+    ``metrics`` is its ``metrics.jsonl`` row; ``selected`` its ``selected.jsonl`` row
+    and ``hint_logits`` the model's logits of the picks (label hints for people), both
+    None in the last round; ``params`` the trained parameters as a host dict when the
+    next round continues from them (``train.from_scratch = False``).
+    """
+
+    round: int
+    metrics: dict
+    selection: strategies.Selection | None
+    selected: dict | None
+    hint_logits: np.ndarray | None
+    params: dict | None
+    deviations: tuple[dict, ...]
+
+
+def prepare(parts: Parts) -> tuple[dict[str, FeatureValue], float]:
+    """The run's features of the pre-trained model (head mode's s(x), ALPS's surprisal),
+    computed before round 0; returns them and the seconds it took."""
+    t0 = time.perf_counter()
+    if parts.head_mode:
+        parts.ctx.pretrained_sentence("train")
+        parts.ctx.pretrained_sentence("test")
+    static = static_features(parts.ctx, parts.features)
+    return static, time.perf_counter() - t0
+
+
+def fit(parts: Parts, r: int, labeled: np.ndarray, labels: np.ndarray, prev_params=None):
+    """Train round ``r``'s model on the ``labeled`` rows, seeded by (seed, round).
+
+    ``prev_params`` (a pure dict) warm-starts the model instead of the fresh pre-trained
+    weights (``train.from_scratch = False``). Returns a :class:`train.FitResult`.
+    """
+    seed, rec = parts.cfg.seed, parts.recipe
+    model = parts.factory.classifier(derive_seed(seed, r, MODEL), with_encoder=not parts.head_mode)
+    if prev_params is not None:
+        params_state = nnx.state(model, nnx.Param)
+        nnx.replace_by_pure_dict(params_state, prev_params)
+        nnx.update(model, params_state)
+    enc = parts.encoded["train"]
+    rng = np.random.default_rng(derive_seed(seed, r, TRAIN))
+    buckets = (parts.buckets[-1],) if parts.head_mode else parts.buckets
+    epoch_rngs: dict[int, np.random.Generator] = {}
+    served = [0]
+
+    def batches(epoch):
+        epoch_rngs.setdefault(epoch, np.random.default_rng(rng.integers(2**31)))
+        for batch in data.training_batches(
+            enc, labeled, parts.train_batch, buckets, epoch_rngs[epoch]
+        ):
+            served[0] += 1
+            if served[0] == 2:
+                kill_point(f"round{r}:train")  # test hook: mid-training
+            yield batch
+
+    result = train.fit(
+        model, parts.steps, batches, len(labeled), labels, batch_size=parts.train_batch,
+        epochs=rec.epochs, min_steps=rec.min_steps, lr=rec.lr, warmup_ratio=rec.warmup_ratio,
+        sentence_cache=parts.ctx.model_input("train"), desc=f"round {r} train",
+    )  # fmt: skip
+    if result.steps and not math.isfinite(result.final_loss):
+        raise StateError(
+            f"round {r}: the training loss is not finite ({result.final_loss}): the model "
+            "diverged; lower --config.train.lr"
+        )
+    return result
+
+
+def test_probs(parts: Parts, fit_result) -> np.ndarray:
+    """``(n_test, C)`` class probabilities of the round's model on the test split."""
+    return parts.passes.test_probs(
+        parts.steps, fit_result.params, fit_result.rest, parts.ctx.model_input("test")
+    )
+
+
+def evaluate(parts: Parts, fit_result) -> dict[str, float]:
+    """The task's test metrics; empty when the run has no labeled test split."""
+    if len(parts.dataset.test) == 0:
+        return {}
+    probs = test_probs(parts, fit_result)
+    if not np.isfinite(probs).all():
+        raise StateError("the test predictions are not finite: the model diverged")
+    return parts.task.metrics(probs, parts.dataset.test)
+
+
+def pool_features(parts: Parts, fit_result, static=None) -> PoolFeatures:
+    """The round model's pool pass and every feature the strategy declared."""
+    return _pool_pass(parts.ctx, fit_result, parts.features, static)
+
+
+def select(parts, feats, r, labeled, unlabeled, labels) -> strategies.Selection:
+    """The strategy's ``k`` picks from ``unlabeled``; it sees the labels of L only."""
+    known = np.full(len(labels), -1, dtype=np.asarray(labels).dtype)
+    known[labeled] = np.asarray(labels)[labeled]
+    inp = strategies.SelectionInput(
+        features=feats,
+        unlabeled=unlabeled,
+        labeled=labeled,
+        labels=known,
+        seed=derive_seed(parts.cfg.seed, r, SELECT),
+        mesh=parts.mesh,
+        config=parts.section,
+    )
+    k = min(parts.cfg.al.batch_size, len(unlabeled))
+    kill_point(f"round{r}:select")  # test hook: features done, selection not
+    selection = parts.spec.select(inp, k)
+    selection.validate(unlabeled, k)
+    for name, col in selection.scores.items():
+        col = np.asarray(col)
+        if np.issubdtype(col.dtype, np.floating) and not np.isfinite(col).all():
+            raise StateError(f"round {r}: the strategy's {name!r} scores are not finite")
+    return selection
+
+
+def _selected_row(parts: Parts, r: int, selection: strategies.Selection) -> dict:
+    return {
+        "round": r,
+        "rows": selection.indices.tolist(),
+        "ids": [parts.dataset.train.ids[i] for i in selection.indices],
+        "scores": {k: np.asarray(v, np.float64).tolist() for k, v in selection.scores.items()},
+    }
+
+
+def run_round(
+    parts: Parts,
+    r: int,
+    labeled: np.ndarray,
+    labels: np.ndarray,
+    *,
+    prev_params=None,
+    last: bool,
+    static: Mapping[str, FeatureValue] | None = None,
+    analyze: Analyze | None = None,
+    times: Mapping[str, float] | None = None,
+) -> RoundResult:
+    """Round ``r``: fit, evaluate, and (unless ``last``) select and analyse the batch."""
+    n = len(parts.dataset.train)
+    unlabeled = np.setdiff1d(np.arange(n), labeled)
+    times = dict(times or {})
+    t0 = time.perf_counter()
+    fit_result = fit(parts, r, labeled, labels, prev_params)
+    times["train_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    test = evaluate(parts, fit_result)
+    times["eval_s"] = time.perf_counter() - t0
+    row: dict[str, Any] = {
+        "test_majority_rate": parts.task.majority_rate(parts.dataset.test)
+        if len(parts.dataset.test)
+        else None,
+        "round": r,
+        "labeled": int(len(labeled)),
+        "strategy": parts.spec.name,
+        "seed": parts.cfg.seed,
+        "train_steps": fit_result.steps,
+        "test": test,
+    }
+    selection, deviations, hint = None, (), None
+    if not last:
+        kill_point(f"round{r}:score")  # test hook: before the pool feature pass
+        t0 = time.perf_counter()
+        feats = pool_features(parts, fit_result, static)
+        times["features_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        selection = select(parts, feats, r, labeled, unlabeled, labels)
+        times["select_s"] = time.perf_counter() - t0
+        if analyze is not None:
+            t0 = time.perf_counter()
+            row["analysis"] = analyze(feats, selection.indices, unlabeled)
+            times["analysis_s"] = time.perf_counter() - t0
+        deviations, hint = feats.deviations, feats.logits[selection.indices]
+    row["time"] = times
+    params = None
+    if not last and not parts.recipe.from_scratch:
+        params = jax.device_get(nnx.State(fit_result.params).to_pure_dict())
+    return RoundResult(
+        round=r,
+        metrics=row,
+        selection=selection,
+        selected=None if selection is None else _selected_row(parts, r, selection),
+        hint_logits=hint,
+        params=params,
+        deviations=deviations,
+    )
+
+
+def make_analyze(parts: Parts, reference_entropy: Callable[[], np.ndarray] | None) -> Analyze:
+    """The analysis metrics of a batch (Eqs. 7-9) for this run's settings."""
+    density_k = parts.cfg.analysis.density_k
+
+    def analyze(feats: PoolFeatures, selected: np.ndarray, unlabeled: np.ndarray) -> dict:
+        return analysis.batch_metrics(
+            feats.sentence, feats.hidden, selected, unlabeled, mesh=parts.mesh,
+            density_k=density_k, reference_entropy=reference_entropy,
+        )  # fmt: skip
+
+    return analyze
