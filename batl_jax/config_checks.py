@@ -13,6 +13,9 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import ml_collections
+
+from batl_jax.config import get_base_config
 from batl_jax.errors import ConfigError
 
 # Settings with a fixed set of values.
@@ -122,8 +125,37 @@ def check_finite(cfg) -> None:
             raise ConfigError(f"{key}={value!r} is not a number: set --config.{key} to {want}")
 
 
+def check_structure(cfg, base=None, prefix: str = "") -> None:
+    """Every section and key of the defaults present, and sections still sections.
+
+    ``--config.model={'name': 'x'}`` replaces the whole section by one holding that key
+    only; without this check the run would fail later on the first key it dropped.
+    """
+    base = get_base_config() if base is None else base
+    for name, default in base.items():
+        key = f"{prefix}{name}"
+        if name not in cfg:
+            raise ConfigError(
+                f"the config has no {key}: build config files on "
+                "batl_jax.config.get_base_config(), which sets every key"
+            )
+        if not isinstance(default, ml_collections.ConfigDict):
+            continue
+        value = cfg[name]
+        is_section = isinstance(value, ml_collections.ConfigDict)
+        lost = sorted(set(default) - set(value)) if is_section else []
+        if not is_section or lost:
+            what = ", ".join(f"{key}.{k}" for k in lost[:3]) + " ..." * (len(lost) > 3)
+            raise ConfigError(
+                f"{key} {'lacks ' + what if lost else 'is not a section'} (replaced as a whole?)"
+                f": set its fields one at a time, e.g. --config.{key}.{next(iter(default))}=VALUE"
+            )
+        check_structure(value, default, f"{key}.")
+
+
 def check_values(cfg) -> None:
     """Raise a one-line :class:`ConfigError` (value, then the fix) for the first bad value."""
+    check_structure(cfg)
     for key, allowed in CHOICES.items():
         value = _get(cfg, key)
         if value not in allowed:
@@ -141,6 +173,10 @@ def check_values(cfg) -> None:
     _check_sequences(cfg)
 
 
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def _check_sequences(cfg) -> None:
     """Tuple-valued settings and the one setting with a sentinel below its range."""
     epochs = cfg.analysis.reference_epochs
@@ -149,12 +185,12 @@ def _check_sequences(cfg) -> None:
             f"analysis.reference_epochs={epochs!r} is out of range: set "
             "--config.analysis.reference_epochs to -1 (= train.epochs) or >= 1"
         )
-    if not cfg.data.buckets or any(int(b) < 1 for b in cfg.data.buckets):
+    if not cfg.data.buckets or not all(_positive_int(b) for b in cfg.data.buckets):
         raise ConfigError(
             f"data.buckets={tuple(cfg.data.buckets)}: every length must be >= 1; "
             "set --config.data.buckets"
         )
-    if any(int(n) < 1 for n in cfg.task.p_at_n):
+    if not all(_positive_int(n) for n in cfg.task.p_at_n):
         raise ConfigError(
             f"task.p_at_n={tuple(cfg.task.p_at_n)}: every N must be >= 1; "
             "set --config.task.p_at_n, e.g. '(100, 200, 500)'"

@@ -117,3 +117,28 @@ def test_every_range_key_exists():
     for rule in RANGES:
         section, _, field = rule.key.rpartition(".")
         assert field in (cfg[section] if section else cfg), rule.key
+
+
+def test_a_section_replaced_by_a_dict_is_refused_in_one_line():
+    """What ``--config.model={'a': 1}`` does: the section loses every key but ``a``."""
+    cfg = get_base_config()
+    cfg.model = {"a": 1}
+    with pytest.raises(ConfigError, match=r"^model lacks .*--config\.model\.\w+=VALUE$"):
+        check_values(cfg)
+
+
+def test_a_config_without_a_key_of_the_defaults_is_refused():
+    cfg = get_base_config()
+    del cfg["seed"]
+    with pytest.raises(ConfigError, match=r"no seed: .*get_base_config"):
+        check_values(cfg)
+    cfg = get_base_config()
+    del cfg.al["stop"]
+    with pytest.raises(ConfigError, match=r"^al lacks al\.stop .*--config\.al\.\w+=VALUE$"):
+        check_values(cfg)
+
+
+@pytest.mark.parametrize("key", ["data.buckets", "task.p_at_n"])
+@pytest.mark.parametrize("bad", [("a",), (16.5,), (True,)])
+def test_tuples_of_lengths_hold_positive_ints_only(key, bad):
+    _refused(key, bad)
