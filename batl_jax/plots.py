@@ -1,6 +1,7 @@
-"""The report's figures: learning curves (paper Figs. 2–4), analysis bars (Fig. 5) and the
-BATL λ sweep (Fig. 6). Each function takes a :class:`batl_jax.report.Study`, writes one
-PNG and returns whether it had anything to draw.
+"""Every figure: a study's learning curves (paper Figs. 2–4), analysis bars (Fig. 5) and
+BATL λ sweep (Fig. 6), each taking a :class:`batl_jax.results.Study`, writing one PNG and
+returning whether it had anything to draw; and one run's learning curve
+(:func:`run_curve`, ``curves.png`` in the workdir, redrawn after every round).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from batl_jax.report import ANALYSIS_KEYS, Study, Variant, per_round, summary
+from batl_jax import run_files
+from batl_jax.results import ANALYSIS_KEYS, Study, Variant, per_round, summary
 
 # (panel title, y-axis label) per analysis metric.
 ANALYSIS_AXES = {
@@ -37,9 +39,9 @@ def _colors(study: Study) -> dict[str, tuple]:
     return {v.label: cmap(i % cmap.N) for i, v in enumerate(study.variants)}
 
 
-def _save(fig, path: Path) -> None:
+def _save(fig, path: Path, **savefig) -> None:
     tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=130, bbox_inches="tight")
+    fig.savefig(tmp, **(savefig or {"dpi": 130, "bbox_inches": "tight"}))
     _plt().close(fig)
     os.replace(tmp, path)  # a reader never sees a half-written figure
 
@@ -152,3 +154,20 @@ def lambda_sweep(study: Study, path: Path) -> bool:
     fig.suptitle(f"{study.title}: BATL scaling parameter λ (mean ± std over seeds)")
     _save(fig, path)
     return True
+
+
+def run_curve(workdir: Path, rows: list[dict], metric: str, title: str) -> None:
+    """One run's learning curve, the test ``metric`` against the labeled-set size, into
+    ``workdir/curves.png`` (only on the process that writes the workdir's files)."""
+    xs = [r["labeled"] for r in rows if metric in r.get("test", {})]
+    ys = [r["test"][metric] for r in rows if metric in r.get("test", {})]
+    if not xs or not run_files.is_primary():
+        return
+    fig, ax = _plt().subplots(figsize=(6, 4))
+    ax.plot(xs, ys, marker="o")
+    ax.set_xlabel("labeled samples")
+    ax.set_ylabel(f"test {metric}")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    _save(fig, Path(workdir) / "curves.png", dpi=120)

@@ -1,27 +1,19 @@
-"""Aggregate finished (or partial) runs into mean ± std tables and the paper's figures.
+"""Tables of finished (or partial) runs: mean ± std over seeds, and the figures beside them.
 
 ``python -m batl_jax.report RUN_DIR... [--out=DIR]`` searches each ``RUN_DIR``
 recursively for run folders (a ``config.json`` next to a ``metrics.jsonl``), trains
 nothing, and writes ``results.md``, ``results.csv`` and PNG figures into ``--out``
 (default: the common parent of the RUN_DIRs). :mod:`batl_jax.sweep` calls
-:func:`write_report` after its runs.
-
-Grouping. Runs of one dataset form a *study*. Inside a study, runs whose configs are
-equal apart from the seed (and settings that never change results: device count, cache
-and data paths, the analysis switches) are the seeds of one *variant*; a variant is
-named by its strategy plus whatever config values set it apart from the other variants
-(e.g. ``batl (λ=0.5)``). A strategy's own config section (``batl.*`` for BATL, ...) is
-ignored for every other strategy, so changing λ never splits RAND's runs.
+:func:`write_report` after its runs. How runs become studies and variants, and the
+statistics, are :mod:`batl_jax.results`; the figures are :mod:`batl_jax.plots`.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import functools
 import io
-import json
 import logging
 import os
 import sys
@@ -29,89 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from batl_jax import run_files
-
-log = logging.getLogger("batl_jax.report")  # not __name__: "__main__" under -m
-
-ANALYSIS_KEYS = ("diversity", "uncertainty", "density")
-# The paper's strategy order (tables and legends); unknown names follow alphabetically.
-ORDER = ("rand", "conf", "entropy", "dal", "bald", "batchbald", "coreset", "badge", "alps", "batl")
-
-PRIMARY_METRIC = {"classification": "accuracy", "relation": "micro_f1"}
-# Settings that never tell variants apart (the strategy does; it is the label itself).
-_IGNORED = {"seed", "name"} | run_files._RESUMABLE_KEYS
-_SHORT = {"batl.lambda_": "λ"}
-PAPER_LAMBDA = 1.0  # the representative of a λ sweep in the strategy comparison
-
-
-@dataclasses.dataclass
-class Run:
-    path: Path
-    config: dict  # flattened "section.key" -> value
-    rows: list[dict]
-
-    @property
-    def strategy(self) -> str:
-        return str(self.config.get("al.strategy", "?"))
-
-    @property
-    def seed(self):
-        return self.config.get("seed")
-
-
-@dataclasses.dataclass
-class Variant:
-    label: str
-    strategy: str
-    params: dict  # the config values that name it
-    runs: list[Run]
-
-
-@dataclasses.dataclass
-class Study:
-    title: str
-    task: str
-    metric: str
-    variants: list[Variant]
-
-    def lambda_family(self) -> list[Variant]:
-        """BATL variants that differ only in ``batl.lambda_`` (≥ 2 of them), by λ."""
-        fams: dict[str, list[Variant]] = {}
-        for v in self.variants:
-            if v.strategy == "batl" and "batl.lambda_" in v.params:
-                rest = {k: x for k, x in v.params.items() if k != "batl.lambda_"}
-                fams.setdefault(json.dumps(rest, sort_keys=True, default=str), []).append(v)
-        best = max(fams.values(), key=len, default=[])
-        return sorted(best, key=lambda v: float(v.params["batl.lambda_"])) if len(best) > 1 else []
-
-    def comparison(self) -> list[Variant]:
-        """Variants for the strategy comparison: a λ sweep is represented by λ = 1 only."""
-        fam = self.lambda_family()
-        if not fam:
-            return list(self.variants)
-        lams = [float(v.params["batl.lambda_"]) for v in fam]
-        keep = fam[lams.index(PAPER_LAMBDA)] if PAPER_LAMBDA in lams else fam[0]
-        return [v for v in self.variants if v not in fam or v is keep]
-
-
-# ----------------------------------------------------------------------------- loading
-def find_runs(paths) -> list[Path]:
-    """Every folder under ``paths`` (themselves included) holding config.json + metrics.jsonl."""
-    found = set()
-    for p in map(Path, paths):
-        if not p.is_dir():
-            raise FileNotFoundError(f"{p} is not a directory")
-        for root, dirs, files in os.walk(p):
-            dirs[:] = sorted(d for d in dirs if d != "checkpoints")  # Orbax trees are large
-            if "config.json" in files and "metrics.jsonl" in files:
-                found.add(Path(root))
-    return sorted(found)
-
-
-def load_run(path: Path) -> Run:
-    config = run_files._flatten(json.loads((Path(path) / "config.json").read_text()))
-    rows = run_files.JsonlLog(Path(path) / "metrics.jsonl").rows()
-    return Run(Path(path), config, sorted(rows, key=lambda r: r.get("round", 0)))
+from batl_jax import plots, results, run_files
+from batl_jax.errors import BatlError, DataError
+from batl_jax.results import ANALYSIS_KEYS, Study, Variant, paired_auc, per_round, summary
 
 
 @functools.cache
@@ -123,196 +35,9 @@ def strategy_sections() -> dict[str, str]:
     return {s.name: s.config_section for s in specs if s.config_section}
 
 
-def _relevant(config: dict) -> dict:
-    sections = strategy_sections()
-    own = sections.get(str(config.get("al.strategy")))
-    other = set(sections.values()) - {own}
-    return {k: v for k, v in config.items() if k not in _IGNORED and k.split(".")[0] not in other}
-
-
-def _order(strategy: str):
-    return (ORDER.index(strategy), "") if strategy in ORDER else (len(ORDER), strategy)
-
-
-def group(runs: list[Run]) -> list[Study]:
-    """Split runs into studies (one per dataset) and variants (one per config but seed)."""
-    studies: dict[tuple, list[Run]] = {}
-    for run in runs:
-        if not run.rows:
-            log.warning("%s has no finished round yet: left out", run.path)
-            continue
-        c = run.config
-        key = (c.get("data.name"), c.get("data.hub_id"), c.get("data.hub_config"))
-        studies.setdefault(key, []).append(run)
-    out = []
-    for key, members in studies.items():
-        by_cfg: dict[str, list[Run]] = {}
-        for run in members:
-            cfg_key = json.dumps(_relevant(run.config), sort_keys=True, default=str)
-            by_cfg.setdefault(cfg_key, []).append(run)
-        configs = [json.loads(k) for k in by_cfg]
-        values: dict[str, set] = {}
-        for cfg in configs:
-            for k, v in cfg.items():
-                values.setdefault(k, set()).add(json.dumps(v, default=str))
-        variants = []
-        for cfg, group_runs in zip(configs, by_cfg.values(), strict=True):
-            strategy = group_runs[0].strategy
-            params = {k: v for k, v in cfg.items() if len(values[k]) > 1 and k != "al.strategy"}
-            label = strategy
-            if params:
-                label += (
-                    " (" + ", ".join(f"{_SHORT.get(k, k)}={v}" for k, v in params.items()) + ")"
-                )
-            group_runs.sort(key=lambda r: (str(type(r.seed)), r.seed))
-            variants.append(Variant(label, strategy, params, group_runs))
-        variants.sort(key=lambda v: (_order(v.strategy), json.dumps(v.params, sort_keys=True)))
-        task = str(members[0].config.get("task.name", "classification"))
-        metric = PRIMARY_METRIC.get(task) or next(iter(members[0].rows[0].get("test", {})), "")
-        title = " / ".join(str(k) for k in key if k)
-        out.append(Study(title or "runs", task, metric, variants))
-    return sorted(out, key=lambda s: s.title)
-
-
-# ----------------------------------------------------------------------------- statistics
-def mean_std(values) -> tuple[float, float, int]:
-    """Mean, sample std (ddof=1; 0 for one value) and count of the finite values."""
-    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], np.float64)
-    if v.size == 0:
-        return float("nan"), float("nan"), 0
-    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0, int(v.size)
-
-
-def value(row: dict, quantity: str):
-    """``test.accuracy`` / ``analysis.density`` / ``labeled`` of a metrics row (None if absent)."""
-    cur = row
-    for part in quantity.split("."):
-        if not isinstance(cur, dict) or part not in cur:
-            return None
-        cur = cur[part]
-    return None if cur is None else float(cur)
-
-
-def per_round(variant: Variant, quantity: str) -> list[dict]:
-    """For each round: labeled size, mean, std and n of ``quantity`` over the seeds."""
-    rounds = sorted({r["round"] for run in variant.runs for r in run.rows})
-    out = []
-    for rnd in rounds:
-        rows = [r for run in variant.runs for r in run.rows if r["round"] == rnd]
-        m, s, n = mean_std(value(r, quantity) for r in rows)
-        if n:
-            labeled = float(np.mean([r["labeled"] for r in rows]))
-            out.append({"round": rnd, "labeled": labeled, "mean": m, "std": s, "n": n})
-    return out
-
-
-def curve_area(run: Run, metric: str) -> float | None:
-    """Normalised area under the learning curve: trapezoid of the test ``metric`` over the
-    labeled size, divided by the labeled range (the curve's mean height; one round: its
-    value)."""
-    pts = [(r["labeled"], value(r, f"test.{metric}")) for r in run.rows]
-    pts = [(x, y) for x, y in pts if y is not None]
-    if not pts:
-        return None
-    xs, ys = np.asarray(pts, np.float64).T
-    if len(xs) == 1 or xs[-1] == xs[0]:
-        return float(ys.mean())
-    return float(np.trapezoid(ys, xs) / (xs[-1] - xs[0]))
-
-
-def summary(variant: Variant, metric: str) -> dict[str, tuple[float, float, int]]:
-    """Per-variant scalars, each (mean, std, n) over the seeds."""
-    runs = variant.runs
-    out = {
-        f"auc.{metric}": mean_std(curve_area(r, metric) for r in runs),
-        f"final.{metric}": mean_std(value(r.rows[-1], f"test.{metric}") for r in runs),
-        "final.labeled": mean_std(r.rows[-1]["labeled"] for r in runs),
-        "rounds": mean_std(len(r.rows) for r in runs),
-        "time_s": mean_std(sum(sum(r.get("time", {}).values()) for r in run.rows) for run in runs),
-    }
-    for key in ANALYSIS_KEYS:
-        per_run = []
-        for run in runs:
-            m, _, n = mean_std(value(r, f"analysis.{key}") for r in run.rows)
-            per_run.append(m if n else None)
-        out[f"mean_over_rounds.analysis.{key}"] = mean_std(per_run)
-        out[f"first.analysis.{key}"] = mean_std(
-            value(run.rows[0], f"analysis.{key}") for run in runs
-        )
-    return out
-
-
-# Paired comparisons are made against these variants, when a study has them.
-PAIRED_REFERENCES = ("rand", "batl")
-
-
-def paired_auc(study: Study, reference: Variant, metric: str) -> dict[str, dict]:
-    """Each other variant's AUC minus ``reference``'s, paired by seed.
-
-    Under one seed every strategy starts from the same labeled rows (and the same pool),
-    so the per-seed difference removes the spread that the starting set puts into both
-    curves. Returns label → {"strategy": its strategy, "diff": (mean, std, n),
-    "better": seeds with a higher AUC}.
-    """
-    ref = {run.seed: curve_area(run, metric) for run in reference.runs}
-    out = {}
-    for v in study.variants:
-        if v is reference:
-            continue
-        diffs = []
-        for run in v.runs:
-            a, b = curve_area(run, metric), ref.get(run.seed)
-            if a is not None and b is not None:
-                diffs.append(a - b)
-        if diffs:
-            out[v.label] = {
-                "strategy": v.strategy,
-                "diff": mean_std(diffs),
-                "better": sum(d > 0 for d in diffs),
-            }
-    return out
-
-
-def paired_references(study: Study) -> list[Variant]:
-    """The variants of :data:`PAIRED_REFERENCES` that the study's comparison has once each."""
-    out = []
-    for name in PAIRED_REFERENCES:
-        found = [v for v in study.comparison() if v.strategy == name]
-        if len(found) == 1:
-            out.append(found[0])
-    return out
-
-
-def _paired_tables(study: Study) -> list[str]:
-    lines = []
-    for ref in paired_references(study):
-        pairs = paired_auc(study, ref, study.metric)
-        if not pairs:
-            continue
-        label = ref.label
-        m = study.metric
-        lines += [
-            f"### AUC {m} minus {label}'s, paired by seed",
-            "",
-            "Per seed, the strategy's AUC minus the AUC of the same seed's "
-            f"{label} run (percentage points); `better`: the seeds where it is higher.",
-            "",
-            "| strategy | difference (points) | better | n |",
-            "|---|---:|---:|---:|",
-        ]
-        for name, p in pairs.items():
-            mean, std, n = p["diff"]
-            lines.append(f"| {name} | {100 * mean:+.2f} ± {100 * std:.2f} | {p['better']} | {n} |")
-        lines.append("")
-    return lines
-
-
-def test_metrics(study: Study) -> list[str]:
-    """The test metrics present in the study's rows, the primary one first."""
-    keys = {
-        k for v in study.variants for run in v.runs for r in run.rows for k in r.get("test", {})
-    }
-    return [study.metric] + sorted(keys - {study.metric})
+def load_studies(run_dirs) -> list[Study]:
+    """The studies of the runs in ``run_dirs`` (run folders)."""
+    return results.group([results.load_run(p) for p in run_dirs], strategy_sections())
 
 
 # ----------------------------------------------------------------------------- writing
@@ -343,6 +68,30 @@ def _round_table(study: Study, variants: list[Variant], quantity: str, fmt) -> l
         cells = [fmt(c[rnd]["mean"], c[rnd]["std"]) if rnd in c else "–" for c in cols.values()]
         lines.append(f"| {rnd} | {labeled:.0f} | " + " | ".join(cells) + " |")
     return lines + [""]
+
+
+def _paired_tables(study: Study) -> list[str]:
+    lines = []
+    for ref in results.paired_references(study):
+        pairs = paired_auc(study, ref, study.metric)
+        if not pairs:
+            continue
+        label = ref.label
+        m = study.metric
+        lines += [
+            f"### AUC {m} minus {label}'s, paired by seed",
+            "",
+            "Per seed, the strategy's AUC minus the AUC of the same seed's "
+            f"{label} run (percentage points); `better`: the seeds where it is higher.",
+            "",
+            "| strategy | difference (points) | better | n |",
+            "|---|---:|---:|---:|",
+        ]
+        for name, p in pairs.items():
+            mean, std, n = p["diff"]
+            lines.append(f"| {name} | {100 * mean:+.2f} ± {100 * std:.2f} | {p['better']} | {n} |")
+        lines.append("")
+    return lines
 
 
 def markdown(studies: list[Study], figures: dict[str, list[str]], out_dir: Path) -> str:
@@ -400,7 +149,7 @@ def csv_text(studies: list[Study]) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["study", "variant", "strategy", "round", "labeled", "quantity", "mean", "std", "n"])
     for study in studies:
-        quantities = [f"test.{k}" for k in test_metrics(study)]
+        quantities = [f"test.{k}" for k in study.test_metrics()]
         quantities += [f"analysis.{k}" for k in ANALYSIS_KEYS]
         for v in study.variants:
             for q in quantities:
@@ -409,7 +158,7 @@ def csv_text(studies: list[Study]) -> str:
                                 q, repr(p["mean"]), repr(p["std"]), p["n"]])  # fmt: skip
             for q, (m, s, n) in summary(v, study.metric).items():
                 w.writerow([study.title, v.label, v.strategy, "", "", q, repr(m), repr(s), n])
-        for ref in paired_references(study):
+        for ref in results.paired_references(study):
             for name, p in paired_auc(study, ref, study.metric).items():
                 m, s, n = p["diff"]
                 q = f"auc.{study.metric}.minus_{ref.strategy}"
@@ -419,13 +168,20 @@ def csv_text(studies: list[Study]) -> str:
 
 def write_report(run_dirs, out_dir) -> list[Path]:
     """Aggregate ``run_dirs`` (run folders) into ``out_dir``; returns the files written."""
-    from batl_jax import plots
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    studies = group([load_run(p) for p in run_dirs])
+    studies = load_studies(run_dirs)
     if not studies:
-        raise ValueError("no run with a finished round to report")
+        raise DataError("no run with a finished round to report; run at least one round first")
+    out_dir = Path(out_dir)
+    try:
+        return _write(studies, out_dir)
+    except OSError as e:
+        raise DataError(
+            f"cannot write the report into {out_dir} ({e.strerror or e}); choose another folder"
+        ) from e
+
+
+def _write(studies: list[Study], out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
     written, figures = [], {}
     for study in studies:
         prefix = "" if len(studies) == 1 else _slug(study.title) + "_"
@@ -463,20 +219,17 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        runs = find_runs(args.run_dirs)
-    except FileNotFoundError as e:
+        runs = results.find_runs(args.run_dirs)
+        if not runs:
+            raise DataError(
+                f"no run folder (config.json + metrics.jsonl) under {' '.join(args.run_dirs)}; "
+                "give the folders a run or sweep wrote"
+            )
+        resolved = [str(Path(p).resolve()) for p in args.run_dirs]
+        written = write_report(runs, Path(args.out or os.path.commonpath(resolved)))
+    except BatlError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    if not runs:
-        print(f"error: no run folder (config.json + metrics.jsonl) under {args.run_dirs}",
-              file=sys.stderr)  # fmt: skip
-        return 2
-    out = Path(args.out or os.path.commonpath([str(Path(p).resolve()) for p in args.run_dirs]))
-    try:
-        written = write_report(runs, out)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_code
     print(f"{len(runs)} run(s) → " + ", ".join(str(p) for p in written))
     return 0
 

@@ -1,13 +1,17 @@
-"""The run's files in ``--workdir``: config.json, metrics.jsonl, selected.jsonl, curves.png.
+"""The run's files in ``--workdir``: config.json, metrics.jsonl and selected.jsonl
+(the learning curve, curves.png, is drawn by :func:`batl_jax.plots.run_curve`).
 
 JSON-lines files are appended one complete line at a time and flushed with fsync;
 on resume they are cut back to the rounds the checkpoint covers (a torn last line
 from a kill is dropped the same way) by writing a temporary file and renaming it.
+They are read strictly: a damaged line before the last one, rounds out of order or
+fewer rounds than the checkpoint are errors naming the file, never silent cuts.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -15,23 +19,25 @@ from pathlib import Path
 from batl_jax.errors import StateError
 
 # Fields that may change between a run and its resumption without changing results.
-_RESUMABLE_KEYS = {
-    "checkpoint.keep",
-    "mesh.num_devices",
-    "train.eval_batch_size",
-    "train.cache_features",
-    "cache_dir",
-    "distributed.enabled",
-    "distributed.coordinator_address",
-    "distributed.num_processes",
-    "distributed.process_id",
-    "data.dir",
-    # Analysis metrics are reported, never fed back into selection (and runs made before
-    # the section existed stay resumable).
-    "analysis.enabled",
-    "analysis.reference_epochs",
-    "analysis.density_k",
-}
+RESUMABLE_KEYS = frozenset(
+    {
+        "checkpoint.keep",
+        "mesh.num_devices",
+        "train.eval_batch_size",
+        "train.cache_features",
+        "cache_dir",
+        "distributed.enabled",
+        "distributed.coordinator_address",
+        "distributed.num_processes",
+        "distributed.process_id",
+        "data.dir",
+        # Analysis metrics are reported, never fed back into selection (and runs made before
+        # the section existed stay resumable).
+        "analysis.enabled",
+        "analysis.reference_epochs",
+        "analysis.density_k",
+    }
+)
 
 
 def is_primary() -> bool:
@@ -57,21 +63,15 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
+def flatten(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
+            out.update(flatten(v, key + "."))
         else:
             out[key] = v
     return out
-
-
-def write_or_check_config(workdir: Path, config_dict: dict) -> None:
-    """Write config.json, or check that an existing one belongs to the same experiment."""
-    check_config_file(workdir, config_dict)
-    write_config_file(workdir, config_dict)
 
 
 def write_config_file(workdir: Path, config_dict: dict) -> None:
@@ -93,9 +93,9 @@ def check_config_file(workdir: Path, config_dict: dict) -> None:
             raise StateError(f"{path} is not valid JSON; restore it or use a new --workdir") from e
         if not isinstance(old, dict):
             raise StateError(f"{path} is not a config object; restore it or use a new --workdir")
-        a, b = _flatten(old), _flatten(json.loads(text))
+        a, b = flatten(old), flatten(json.loads(text))
         diff = sorted(
-            k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in _RESUMABLE_KEYS
+            k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE_KEYS
         )
         if diff:
             shown = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:4])
@@ -105,66 +105,111 @@ def check_config_file(workdir: Path, config_dict: dict) -> None:
             )
 
 
+def round_order_problem(rows: list[dict]) -> str | None:
+    """What is wrong with the rows' ``round`` fields, or None when they are 0, 1, 2, ...
+    in order (one row per round: two runs on one workdir leave a round twice)."""
+    for i, row in enumerate(rows):
+        got = row.get("round")
+        if type(got) is not int or got != i:
+            seen = [r.get("round") for r in rows[:i]]
+            why = "a second time" if got in seen else f"where round {i} belongs"
+            return f"line {i + 1} holds round {got!r} {why} (rounds must be 0, 1, 2, ... in order)"
+    return None
+
+
 class JsonlLog:
-    """An append-only JSON-lines file whose rows carry a ``round`` field."""
+    """An append-only JSON-lines file whose rows carry a ``round`` field.
+
+    Read strictly: the only line that may be unparsable is an unterminated last one, the
+    torn write a kill leaves behind; any other bad line is an error, never a cut.
+    """
 
     def __init__(self, path: Path):
         self.path = Path(path)
 
     def rows(self) -> list[dict]:
+        """The rows, without a torn last line; :class:`StateError` names any other bad line."""
         if not self.path.exists():
             return []
+        lines = self.path.read_bytes().split(b"\n")
         rows = []
-        # errors="replace": a kill can cut a line mid-character; that line is dropped below.
-        for line in self.path.read_bytes().decode("utf-8", errors="replace").splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                break  # a torn last line from a kill: everything after it is dropped
-            if not isinstance(row, dict):
-                break
-            rows.append(row)
+        for i, line in enumerate(lines):
+            torn = i == len(lines) - 1  # no newline after it: a write cut short (or b"")
+            row = _parse(line)
+            if row is not None:
+                rows.append(row)
+            elif not torn:
+                raise StateError(
+                    f"{self.path} line {i + 1} is not a JSON object (blank or damaged); "
+                    "restore the file, or delete that line if its round is to be run again"
+                )
+        return rows
+
+    def check_rounds(self, expected_rounds: int) -> list[dict]:
+        """The rows, refused unless they are rounds 0, 1, 2, ... in order and at least
+        ``expected_rounds`` of them (the rounds a checkpoint says are done)."""
+        rows = self.rows()
+        problem = round_order_problem(rows)
+        if problem:
+            raise StateError(
+                f"{self.path}: {problem}; it was edited or written by two runs at once: "
+                "restore it, or use a new --workdir"
+            )
+        if len(rows) < expected_rounds:
+            raise StateError(
+                f"{self.path} holds {len(rows)} round(s) but the checkpoint has {expected_rounds} "
+                "done; restore the file, or use a new --workdir (rounds are never dropped)"
+            )
         return rows
 
     def truncate_to(self, rounds_done: int) -> None:
-        """Keep only rows with ``round < rounds_done`` (and drop a torn last line)."""
-        if not self.path.exists() or not is_primary():
+        """Keep only rows with ``round < rounds_done`` (and drop a torn last line): the rows
+        a killed run logged after its last checkpoint. Rows out of order are refused."""
+        if not self.path.exists():
             return
-        keep = [r for r in self.rows() if r.get("round", -1) < rounds_done]
-        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep)
+        rows = self.check_rounds(0)
+        if not is_primary():
+            return
+        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows[:rounds_done])
         if text.encode("utf-8") != self.path.read_bytes():
             atomic_write_text(self.path, text)
 
     def append(self, row: dict) -> None:
+        """Add one row (process 0); NaN and infinities are refused: they are not JSON."""
+        try:
+            text = json.dumps(row, sort_keys=True, allow_nan=False)
+        except ValueError as e:
+            bad = ", ".join(non_finite_keys(row)) or "a value"
+            raise StateError(
+                f"round {row.get('round')!r}: {bad} is not finite (NaN or inf), refused for "
+                f"{self.path}; the training diverged or the metric is undefined: rerun with "
+                "a lower train.lr in a new --workdir"
+            ) from e
         if not is_primary():
             return
         with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row, sort_keys=True) + "\n")
+            f.write(text + "\n")
             f.flush()
             os.fsync(f.fileno())
 
 
-def plot_curves(workdir: Path, rows: list[dict], metric: str, title: str) -> None:
-    """Learning curve: the test ``metric`` against the labeled-set size."""
-    if not is_primary():
-        return
-    import matplotlib
+def _parse(line: bytes) -> dict | None:
+    """The JSON object on ``line``, or None for anything else (blank, torn, not UTF-8)."""
+    try:
+        row = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return row if isinstance(row, dict) else None
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    xs = [r["labeled"] for r in rows if metric in r.get("test", {})]
-    ys = [r["test"][metric] for r in rows if metric in r.get("test", {})]
-    if not xs:
-        return
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(xs, ys, marker="o")
-    ax.set_xlabel("labeled samples")
-    ax.set_ylabel(f"test {metric}")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    tmp = workdir / "curves.tmp.png"
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, workdir / "curves.png")
+def non_finite_keys(value, prefix: str = "") -> list[str]:
+    """Dotted paths of the NaN / infinite floats inside ``value`` (dicts and lists)."""
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [prefix or "value"]
+    if isinstance(value, dict):
+        items = ((f"{prefix}.{k}" if prefix else str(k), v) for k, v in value.items())
+    elif isinstance(value, list | tuple):
+        items = ((f"{prefix}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return []
+    return [key for path, v in items for key in non_finite_keys(v, path)]

@@ -22,6 +22,7 @@ import copy
 import dataclasses
 import json
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -66,24 +67,39 @@ class PlannedRun:
 
 
 def parse_seeds(text: str, base_seed: int) -> list[int]:
-    """``"5"`` → 5 seeds from ``base_seed``; ``"0,3,7"`` → those seeds."""
+    """``"5"`` → 5 seeds from ``base_seed``; ``"0,3,7"`` → those seeds (each once)."""
     parts = [p.strip() for p in str(text).split(",") if p.strip()]
     try:
+        if not parts:
+            raise ValueError
         if len(parts) == 1 and "," not in str(text):
             n = int(parts[0])
             if n < 1:
                 raise ValueError
             return list(range(base_seed, base_seed + n))
-        return [int(p) for p in parts]
+        seeds = [int(p) for p in parts]
     except ValueError as e:
         raise ConfigError(f"--seeds={text!r}: give a count (5) or a list (0,3,7)") from e
+    _refuse_repeats("--seeds", [str(s) for s in seeds])
+    return seeds
 
 
 def parse_floats(text: str) -> list[float]:
+    """``--lambdas``: finite numbers, each once."""
     try:
-        return [float(p) for p in str(text).split(",") if p.strip()]
+        values = [float(p) for p in str(text).split(",") if p.strip()]
     except ValueError as e:
         raise ConfigError(f"--lambdas={text!r}: give numbers, e.g. 0.5,1,2") from e
+    if not all(math.isfinite(v) for v in values):
+        raise ConfigError(f"--lambdas={text!r}: NaN and infinity are not a λ; give finite numbers")
+    return values
+
+
+def _refuse_repeats(flag: str, names: list[str]) -> None:
+    """Two runs of one folder would be one experiment counted twice (std 0)."""
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"{flag} lists {', '.join(twice)} twice; give each value once")
 
 
 def plan(cfg, workdir: Path, strategy_names, seeds, lambdas=()) -> list[PlannedRun]:
@@ -93,8 +109,10 @@ def plan(cfg, workdir: Path, strategy_names, seeds, lambdas=()) -> list[PlannedR
     names = list(strategy_names) or strategies.names()
     for n in names:
         strategies.get(n)  # a clear ConfigError for a misspelt name, before any work
-    if len(set(names)) != len(names):
-        raise ConfigError(f"--strategies lists a strategy twice: {','.join(names)}")
+    _refuse_repeats("--strategies", names)
+    _refuse_repeats("--seeds", [str(s) for s in seeds])
+    # λ name folders to 6 significant digits: values equal there are one run.
+    _refuse_repeats("--lambdas", [f"{float(lam):g}" for lam in lambdas])
     workdir = Path(workdir)
     runs = [PlannedRun(s, seed, None, workdir / s / f"seed{seed}") for s in names for seed in seeds]
     for lam in lambdas:
@@ -116,11 +134,14 @@ def is_finished(run_dir: Path, cfg) -> bool:
     if not (Path(run_dir) / "checkpoints" / str(cfg.al.rounds)).is_dir():
         return False
     try:
-        old = run_files._flatten(json.loads(path.read_text()))
-    except json.JSONDecodeError:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False  # the run itself then says what is wrong with its config.json
+    if not isinstance(old, dict):
         return False
-    new = run_files._flatten(json.loads(json.dumps(cfg.to_dict(), default=str)))
-    keys = (set(old) | set(new)) - run_files._RESUMABLE_KEYS
+    old = run_files.flatten(old)
+    new = run_files.flatten(json.loads(json.dumps(cfg.to_dict(), default=str)))
+    keys = (set(old) | set(new)) - run_files.RESUMABLE_KEYS
     return all(old.get(k) == new.get(k) for k in keys)
 
 
