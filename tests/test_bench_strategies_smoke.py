@@ -1,20 +1,22 @@
-"""``python -m batl_jax.bench strategies --smoke`` runs every kernel case end to end (< 30 s)."""
+"""``python -m benchmarks strategies --smoke`` runs every kernel case end to end (< 30 s)."""
 
 from __future__ import annotations
 
 import json
 
-from batl_jax.bench import strategies
+from benchmarks import strategies
 
 
 def test_strategies_bench_smoke(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert strategies.main(["--smoke", "--json", str(out)]) == 0
-    rows = json.loads(out.read_text())["rows"]
+    res = json.loads(out.read_text())
+    rows = res["rows"]
+    assert res["env"]["cpu"]["model"] and res["env"]["device"]
     kernels = {r["case"]["kernel"] for r in rows}
     assert kernels == {"kcenter", "badge", "kmeans", "bald", "batchbald"}
     for r in rows:
         assert "error" not in r, r
         assert r["seconds"] > 0 and r["peak_extra_mb"] >= 0
     text = capsys.readouterr().out
-    assert "jax " in text and "peak extra MB" in text
+    assert "jax " in text and "peak extra MB" in text and "matrix units:" in text

@@ -13,8 +13,8 @@ import json
 
 import pytest
 
-from batl_jax.bench import __main__ as bench_main
-from batl_jax.bench import common
+from benchmarks import __main__ as bench_main
+from benchmarks import inputs, machine
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 HAS_SMALL_TEXT = importlib.util.find_spec("small_text") is not None
@@ -28,16 +28,17 @@ def test_encoder_smoke(tmp_path, capsys):
     rows = {r["impl"]: r for r in res["rows"]}
     assert rows["batl_jax"]["seconds"] > 0 and len(rows["batl_jax"]["times"]) >= 3
     assert res["env"]["cores"]["cpu_count"] >= 1 and res["env"]["versions"]["jax"]
+    assert res["env"]["cpu"]["model"] and res["env"]["cpu"]["matrix_features"]
     if HAS_TORCH:
         assert {"torch longest", "torch max_len", "torch sorted"} <= set(rows)
         for name in ("torch longest", "torch max_len", "torch sorted"):
             assert rows[name]["max_abs_diff_sentence"] < 1e-4, name  # same weights, same s(x)
             assert rows[name]["speedup_of_batl_jax"] > 0
     text = capsys.readouterr().out
-    assert "batl_jax speedup" in text and "padded tokens" in text
+    assert "batl_jax speedup" in text and "padded tokens" in text and "matrix units:" in text
 
 
-@pytest.mark.skipif(common.data_dir() is None, reason="needs the AG News data dir")
+@pytest.mark.skipif(inputs.data_dir() is None, reason="needs the AG News data dir")
 def test_round_smoke(tmp_path, capsys):
     out = tmp_path / "round.json"
     assert bench_main.main(["round", "--smoke", "--json", str(out)]) == 0
@@ -82,13 +83,13 @@ def test_all_runs_suites_and_prints_ratios(tmp_path, capsys):
 
 
 def test_missing_peer_is_a_note(capsys):
-    assert common.peer("no_such_peer_library") is None
+    assert machine.peer("no_such_peer_library") is None
     assert "not available" in capsys.readouterr().out
 
 
 def test_gpu_section_plan_and_run(tmp_path, monkeypatch, capsys):
     """The GPU section (never reached on a CPU-only machine) is planned and runs."""
-    from batl_jax.bench import all as bench_all
+    from benchmarks import all as bench_all
 
     quick = bench_all._gpu_plan(bench_all._parse(["--quick"]))
     assert [p[1] for p in quick] == ["encoder", "round", "mining"]
@@ -97,10 +98,31 @@ def test_gpu_section_plan_and_run(tmp_path, monkeypatch, capsys):
     full = bench_all._gpu_plan(bench_all._parse([]))
     assert full[2][2] == ["--sizes", "100000,500000", "--slice", "0"]
 
-    monkeypatch.setattr(common, "has_gpu", lambda: True)
+    monkeypatch.setattr(machine, "has_gpu", lambda: True)
     out = tmp_path / "all.json"
     assert bench_main.main(["all", "--smoke", "--only", "mining", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["gpu_section"] and not res["errors"]
     assert list(res["suites"]) == ["mining", "gpu mining (500k pool)"]
     assert any(name.startswith("[gpu mining (500k pool)]") for name, _ in res["ratios"])
+
+
+CPUINFO = """processor\t: 0
+model name\t: Intel(R) Xeon(R) Platinum 8480+
+flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_fp16 amx_bf16 amx_tile amx_int8
+processor\t: 1
+model name\t: Intel(R) Xeon(R) Platinum 8480+
+flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_fp16 amx_bf16 amx_tile amx_int8
+"""
+
+
+def test_cpu_facts_name_the_matrix_units():
+    amx = machine.cpu_facts(CPUINFO)
+    assert amx["model"] == "Intel(R) Xeon(R) Platinum 8480+"
+    assert amx["matrix_features"] == (
+        "avx512f, avx512_bf16, avx512_fp16, amx_bf16, amx_tile, amx_int8"
+    )
+    plain = machine.cpu_facts("model name\t: AMD EPYC 7B13\nflags\t\t: fpu sse2 avx2 fma\n")
+    assert plain == {"model": "AMD EPYC 7B13", "matrix_features": "none"}
+    # No flag list at all (not Linux): unknown, not "none".
+    assert machine.cpu_facts("")["matrix_features"] == "unknown"
