@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from batl_jax import config as base
-from batl_jax import data, strategies, surprisal
+from batl_jax import data, strategies
+from batl_jax.strategies.alps import mlm_fit, surprisal
 from batl_jax.model import hf_params
-from batl_jax.strategies.base import PoolFeatures, SelectionInput
+from batl_jax.features import PoolFeatures
+from batl_jax.strategies.base import SelectionInput
 from tests.tiny_bert import save_tiny_bert
 
 TEXTS = [
@@ -212,7 +214,7 @@ def test_fit_mlm_head_reduces_loss_and_is_deterministic(tmp_path, mesh8):
     )
 
     def fit(steps):
-        return surprisal.fit_mlm_head(pre.encoder, None, pre.config, enc, rows, steps=steps, **kw)
+        return mlm_fit.fit_mlm_head(pre.encoder, None, pre.config, enc, rows, steps=steps, **kw)
 
     positions = surprisal.alps_positions(enc, tok.all_special_ids, mask_prob=MASK_PROB)
     masked = surprisal.masked_input_ids(
@@ -258,7 +260,7 @@ def _alps_input(mesh, n=203, labeled=17, seed=5):
         sentence=np.zeros((n, 2), np.float32),
         hidden=np.zeros((n, 2), np.float32),
         logits=np.zeros((n, 2), np.float32),
-        surprisal=x,
+        extra={"surprisal": x},
     )
     lab = np.sort(rng.choice(n, labeled, replace=False))
     return SelectionInput(
@@ -275,7 +277,10 @@ def _alps_input(mesh, n=203, labeled=17, seed=5):
 def test_alps_strategy(mesh8):
     spec = strategies.get("alps")
     assert not spec.needs_trained_model
-    assert spec.needs == frozenset({"surprisal"}) and spec.config_section == "alps"
+    section = base.get_config().alps
+    assert [f.name for f in spec.features(section)] == ["surprisal"]
+    assert spec.features(section)[0].static and spec.config_section == "alps"
+    assert spec.model(section).mlm_head
     inp = _alps_input(mesh8)
     n_unl = len(inp.unlabeled)
     for k in (1, 10, n_unl):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from batl_jax import analysis
-from batl_jax.strategies.base import PoolFeatures
+from batl_jax.features import PoolFeatures
 
 
 def _np_diversity(x, s):
@@ -77,17 +77,7 @@ def test_entropy_matches_numpy():
     assert analysis.entropy(np.zeros((1, 4)))[0] == pytest.approx(np.log(4))
 
 
-class _FakeExperiment:
-    """What :class:`analysis.Analyzer` reads from an Experiment, with a fixed reference."""
-
-    def __init__(self, mesh, cfg, entropies):
-        self.mesh, self.cfg = mesh, cfg
-        self._ent = entropies
-
-
-def test_analyzer_combines_the_three_metrics(mesh8):
-    from batl_jax import config as base
-
+def test_batch_metrics_combines_the_three_metrics(mesh8):
     rng = np.random.default_rng(2)
     n, d = 41, 6
     feats = PoolFeatures(
@@ -96,8 +86,13 @@ def test_analyzer_combines_the_three_metrics(mesh8):
         logits=rng.normal(size=(n, 3)).astype(np.float32),
     )
     ent = rng.uniform(size=n)
-    an = analysis.Analyzer(_FakeExperiment(mesh8, base.get_config(), ent))
-    an.reference.entropy = lambda: ent
+
+    def an(feats, selected, unlabeled, reference_entropy=lambda: ent):
+        return analysis.batch_metrics(
+            feats.sentence, feats.hidden, selected, unlabeled, mesh=mesh8, density_k=10,
+            reference_entropy=reference_entropy,
+        )  # fmt: skip
+
     unlabeled = np.setdiff1d(np.arange(n), [0, 5, 7])
     selected = np.array([9, 2, 30])
     out = an(feats, selected, unlabeled)
@@ -108,3 +103,4 @@ def test_analyzer_combines_the_three_metrics(mesh8):
     assert out["density"] == pytest.approx(want, rel=1e-5)
     with pytest.raises(ValueError, match="unlabeled"):
         an(feats, np.array([0]), unlabeled)
+    assert an(feats, selected, unlabeled, reference_entropy=None)["uncertainty"] is None

@@ -7,7 +7,8 @@ import pytest
 
 from batl_jax import config as base
 from batl_jax import strategies
-from batl_jax.strategies.base import PoolFeatures, SelectionInput
+from batl_jax.features import PoolFeatures
+from batl_jax.strategies.base import SelectionInput
 
 
 def _features(n=203, d=12, c=4, e=8, seed=0):
@@ -18,7 +19,7 @@ def _features(n=203, d=12, c=4, e=8, seed=0):
         sentence=rng.normal(size=(n, d)).astype(np.float32),
         hidden=np.tanh(rng.normal(size=(n, d))).astype(np.float32),
         logits=rng.normal(size=(n, c)).astype(np.float32) * 2,
-        embedding=emb,
+        extra={"embedding": emb},
     )
 
 
@@ -95,7 +96,7 @@ def test_batl_global_matches_reference(mesh_name, request):
     inp.config.mining = "global"
     u = inp.unlabeled
     ref = _batl_reference(
-        feats.embedding[u],
+        feats["embedding"][u],
         feats.logits[u].argmax(1),
         feats.logits[u],
         inp.config.margin,
@@ -212,7 +213,7 @@ def test_bald_matches_numpy_mutual_information(mesh1):
         sentence=np.zeros((n, 2), np.float32),
         hidden=np.zeros((n, 2), np.float32),
         logits=mc_logits.mean(0),
-        mc_logits=mc_logits,
+        extra={"mc_logits": mc_logits},
     )
     inp = _input(feats, mesh1, section="bald", labeled=5)
     p = _softmax(mc_logits.reshape(-1, c)).reshape(k_mc, n, c)
