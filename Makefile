@@ -37,8 +37,8 @@ test-slow: $(VENV)/.test
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 
 lint: $(VENV)/.test
-	$(VENV)/bin/ruff check batl_jax configs tests
-	$(VENV)/bin/ruff format --check batl_jax configs tests
+	$(VENV)/bin/ruff check batl_jax benchmarks configs tests
+	$(VENV)/bin/ruff format --check batl_jax benchmarks configs tests
 
 clean-venv:
 	rm -rf $(VENV)
