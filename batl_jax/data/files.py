@@ -49,7 +49,7 @@ def _label_sort_key(name: str):
 
 def infer_label_names(labels) -> list[str]:
     """The sorted distinct non-blank labels (the label list when none is configured)."""
-    found = {cell_text(x) for x in labels} - {None}
+    found = {t for t in map(cell_text, labels) if t is not None}
     return sorted(found, key=_label_sort_key)
 
 

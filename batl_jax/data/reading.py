@@ -115,7 +115,7 @@ def read_table(path: Path, setting: str) -> tuple[list[dict], list[str]]:
     builder, suffix = file_format(path, setting)
     if not path.is_file():
         raise DataError(f"missing data file {str(path)!r}: check --config.{setting}")
-    options = dict(_FORMATS[suffix][1])
+    options: dict[str, object] = dict(_FORMATS[suffix][1])
     if builder == "csv":
         options["keep_default_na"] = False
 

@@ -137,7 +137,9 @@ def build_split(
     to rows by id. ``columns`` (one list per column, aligned with ``records``) follow the
     rows kept. ``fix`` is what the error message tells the user to do first.
     """
-    ids, texts, labels, kept = [], [], [], []
+    ids: list[str] = []
+    texts: list[str] = []
+    labels, kept = [], []
     index = {name: i for i, name in enumerate(label_names)}
     seen: set[str] = set()
     for row, rec in enumerate(records):
@@ -156,7 +158,7 @@ def build_split(
             continue
         seen.add(str(rid))
         ids.append(str(rid))
-        texts.append(text)
+        texts.append(str(text))  # a non-blank str: _problem checked it
         labels.append(UNLABELED if label is None else index[label])
         kept.append(row)
     if not ids:

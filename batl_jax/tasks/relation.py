@@ -167,6 +167,11 @@ class RelationTask:
         return len(tokenizer) - before
 
     def encode(self, split: Split, tokenizer, max_len: int) -> Encoded:
+        if split.examples is None:
+            raise DataError(
+                f"{self.dataset_name} rows carry no entity spans; task.name=relation needs a "
+                "relation dataset (semeval, wiki_kbp, nyt10)"
+            )
         ids = ri.encode_relations(
             split.examples,
             tokenizer,

@@ -173,7 +173,7 @@ def validate_example(example: RelationExample) -> None:
     The loaders already apply this; it guards examples built by hand before encoding.
     """
     try:
-        _check_example(example.text, tuple(example.head), tuple(example.tail))
+        _check_example(example.text, example.head, example.tail)
     except _RecordError as err:
         raise DataError(
             f"record {example.id}: {err.detail} [{err.reason}]. Fix: {err.fix}."
@@ -206,7 +206,9 @@ def _read_json_lines(path: Path, reporter: _Reporter) -> Iterable[tuple[int, dic
                 obj = exc
             if not isinstance(obj, dict):
                 why = (
-                    f"not valid JSON ({obj.msg})" if isinstance(obj, Exception) else "not an object"
+                    f"not valid JSON ({obj.msg})"
+                    if isinstance(obj, json.JSONDecodeError)
+                    else "not an object"
                 )
                 reporter(
                     f"line {line_no}", _Err("bad_record", why, "write one JSON object per line")
@@ -298,7 +300,7 @@ def _occurrences(text: str, needle: str) -> list[tuple[int, int, bool]]:
     return out
 
 
-def _locate_pair(text: str, em1: str, em2: str) -> tuple[tuple[int, int], tuple[int, int]]:
+def _locate_pair(text: str, em1, em2) -> tuple[tuple[int, int], tuple[int, int]]:
     """Places head ``em1`` and tail ``em2`` in ``text`` (CoType gives no offsets).
 
     Candidates are every occurrence; the first pair in this order wins: both on word boundaries
@@ -369,7 +371,7 @@ def load_wiki_kbp(
 # --------------------------------------------------------------------------------------------
 
 
-def _nyt_entity(obj: dict, key: str) -> tuple[str, list]:
+def _nyt_entity(obj: dict, key: str) -> tuple[str | None, list]:
     ent = obj.get(key)
     if not isinstance(ent, dict):
         raise _Err("bad_record", f"{key!r} is not an object", f"give {key} = {{name, pos}}")
@@ -411,7 +413,8 @@ def _parse_nyt(obj: dict, known) -> RelationExample:
             why = f"{key}.pos {list(span)} is {text[span[0] : span[1]]!r}, not {name!r}"
             raise _Err("span_text_mismatch", why, f"make {key}.pos the offsets of {key}.name")
     label = _check_label(obj.get("relation"), known)
-    return RelationExample(str(obj.get("id", "")), text, head, tail, label, bag=(h_name, t_name))
+    bag = (str(h_name), str(t_name))  # both checked to be names above
+    return RelationExample(str(obj.get("id", "")), text, head, tail, label, bag=bag)
 
 
 def load_nyt10_records(

@@ -248,7 +248,8 @@ def encode_relations(
         raise ValueError(f"on_too_long must be 'fail' or 'flag', got {on_too_long!r}")
     examples = list(examples)  # iterated twice below
     specials, markers = _special_ids(tokenizer), marker_token_ids(tokenizer)
-    result, flagged = [], []
+    result: list[list[int]] = []
+    flagged = []
     for ex, (pieces, head_first) in zip(examples, _tokenize_all(tokenizer, examples), strict=True):
         out = _assemble(
             ex,
