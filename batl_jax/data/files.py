@@ -37,14 +37,17 @@ def _check_columns(columns: list[str], fields: dict[str, str], setting: str, pat
 
 def _read(path: str, setting: str, req: DataRequest) -> tuple[list[dict], list[str]]:
     records, columns = read_table(Path(path).expanduser(), setting)
-    fields = {"text_field": req.text_field, "label_field": req.label_field}
-    _check_columns(columns, {**fields, "id_field": req.id_field}, setting, path)
+    fields = dict(text_field=req.text_field, label_field=req.label_field, id_field=req.id_field)
+    _check_columns(columns, fields, setting, path)
     return records, columns
 
 
 def _label_sort_key(name: str):
     # Numeric labels in numeric order (2 before 10); names alphabetically after them.
-    return (0, int(name), "") if name.lstrip("-").isdigit() else (1, 0, name)
+    try:
+        return (0, int(name), "")
+    except ValueError:
+        return (1, 0, name)
 
 
 def infer_label_names(labels) -> list[str]:
