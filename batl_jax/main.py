@@ -1,22 +1,51 @@
-"""Entry point: ``python -m batl_jax.main --config=configs/demo.py [--config.x=y] [--workdir=DIR]``.
+"""Entry point: ``python -m batl_jax.main --config=configs/demo.py [--config.x=y] [--workdir=DIR]``
+(console script ``batl-jax``).
 
-Only wiring lives here: flags → (optional) ``jax.distributed`` → mesh → the loop.
+Only wiring lives here: flags → (optional) ``jax.distributed`` → mesh → the loop, and the one
+place where what a user can cause becomes one line and an exit status (:func:`exit_status`):
+a :class:`~batl_jax.errors.BatlError` or an I/O failure ``error: ...`` with status 2, SIGINT
+and SIGTERM one line saying the run resumes (130, 143). A bug keeps its traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
+import signal
 import sys
+import traceback
 from pathlib import Path
 
 from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
+INTERRUPTED = "interrupted; rerun the same command to resume"
+
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a config file (configs/*.py).", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default: runs/<config.name>).")
+
+log = logging.getLogger("batl_jax")
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread as KeyboardInterrupt is for SIGINT.
+
+    A BaseException, so no ``except Exception`` on the way up swallows it, and every
+    ``finally`` and context manager (the workdir lock above all) runs before the exit.
+    """
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM unwinds like SIGINT does, so both end in :data:`INTERRUPTED` (main thread only)."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def init_distributed(cfg) -> None:
@@ -62,11 +91,26 @@ def init_distributed(cfg) -> None:
         ) from e
 
 
+def backend_line(mesh) -> str:
+    """Backend, device kind and counts: what the run computes on, stated before anything else."""
+    import jax
+
+    kinds = ", ".join(sorted({d.device_kind for d in jax.devices()}))
+    return (
+        f"JAX backend {jax.default_backend()}: {jax.device_count()} device(s) ({kinds}), "
+        f"{jax.local_device_count()} local, {jax.process_count()} process(es), mesh of {mesh.size}"
+    )
+
+
 def run(cfg, workdir: str | None) -> list[dict]:
     """Run (or resume) the experiment of ``cfg`` in ``workdir``; returns the metrics rows."""
-    from batl_jax import sharding
+    from batl_jax.config_checks import check_values
     from batl_jax.errors import ConfigError
-    from batl_jax import loop
+
+    # Before the lines below read sections an override may have replaced, and before the
+    # seconds that importing JAX takes.
+    check_values(cfg)
+    from batl_jax import loop, sharding
 
     init_distributed(cfg)
     try:
@@ -76,30 +120,67 @@ def run(cfg, workdir: str | None) -> list[dict]:
             f"mesh.num_devices={cfg.mesh.num_devices}: {e}; use 0 (all devices) or fewer"
         ) from e
     workdir_path = Path(workdir or Path("runs") / cfg.name)
-    logging.getLogger("batl_jax").info("workdir %s, %d device(s)", workdir_path, mesh.size)
+    log.info("%s; workdir %s", backend_line(mesh), workdir_path)
     return loop.run(cfg, workdir_path, mesh)
 
 
-def main(argv) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+# ----------------------------------------------------------------------------- errors
+
+
+def exit_status(e: BaseException) -> tuple[int, list[str]] | None:
+    """The exit status and stderr lines for what a user can cause or fix; None for a bug.
+
+    The only mapping from exceptions to exit statuses of the package's entry points.
+    """
     from batl_jax.errors import BatlError
 
-    # Libraries (Orbax above all) log every step at INFO through absl; keep ours only.
-    absl_logging.set_verbosity(absl_logging.WARNING)
-    logging.getLogger("batl_jax").setLevel(logging.INFO)
+    if isinstance(e, KeyboardInterrupt):
+        return 128 + signal.SIGINT, [INTERRUPTED]
+    if isinstance(e, Terminated):
+        return 128 + signal.SIGTERM, [INTERRUPTED]
+    if isinstance(e, BatlError):
+        return e.exit_code, [f"error: {e}"] + [f"  {line}" for line in e.details]
+    cause = e
+    while cause is not None and not isinstance(cause, OSError):
+        cause = cause.__cause__  # an explicit ``raise ... from`` an I/O failure
+    if cause is not None:
+        return (1 if cause.errno == errno.EIO else 2), [f"error: {describe_os_error(cause)}"]
+    return None
+
+
+_OS_FIXES = {
+    (errno.EACCES, errno.EPERM, errno.EROFS): "make it writable or choose another --workdir",
+    (errno.ENOSPC, errno.EDQUOT): "free some space, then rerun the same command to resume",
+    (errno.ENOTDIR, errno.EEXIST, errno.EISDIR): (
+        "a file stands where a folder should be (or the reverse): move it away or choose "
+        "another --workdir"
+    ),
+    (errno.EIO,): "the disk failed; check it, then rerun the same command to resume",
+}
+
+
+def describe_os_error(e: OSError) -> str:
+    """``<reason>: <path>; <fix>`` for an I/O failure, on one line."""
+    fix = next((f for codes, f in _OS_FIXES.items() if e.errno in codes), None)
+    fix = fix or "check the path and the disk, then rerun the same command to resume"
+    reason = e.strerror or " ".join(str(e).split()) or type(e).__name__
+    where = ", ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+    return f"{reason}: {where}; {fix}" if where else f"{reason}; {fix}"
+
+
+@contextlib.contextmanager
+def reported_errors():
+    """Print what :func:`exit_status` maps as its lines and exit with its status."""
     try:
-        cfg = _CONFIG.value
-        if cfg is not None:
-            cfg.name  # noqa: B018 -- ml_collections loads the file lazily: load it now
-    except Exception as e:  # a missing or broken config file; absl would print a traceback
-        _fail(f"cannot load --config ({_one_line(e)}); pass a file such as configs/demo.py")
-    if cfg is None:
-        _fail("--config is required, e.g. --config=configs/demo.py")
-    try:
-        run(cfg, _WORKDIR.value)
-    except BatlError as e:
-        report_error(e)
+        yield
+    except BaseException as e:
+        status = exit_status(e)
+        if status is None:
+            raise
+        code, lines = status
+        for line in lines:
+            print(line, file=sys.stderr)
+        sys.exit(code)
 
 
 def _one_line(e: BaseException) -> str:
@@ -112,26 +193,58 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}"[:300]
 
 
-def _fail(message: str, code: int = 2):
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(code)
+def config_error_message(e: Exception) -> str:
+    """One line for a --config file that does not load or a --config.* override that fails."""
+    if isinstance(e, SyntaxError):
+        return (
+            f"the --config file {e.filename} has a syntax error at line {e.lineno} ({e.msg}); "
+            "fix the file"
+        )
+    if isinstance(e, (flags.Error, AttributeError, KeyError, TypeError, ValueError)):
+        return f"bad command line: {_one_line(e)}; batl_jax/config.py lists every key and its type"
+    if isinstance(e, OSError):  # ml_collections wraps a missing file in a bare OSError
+        path = Path(config_flags.get_config_filename(flags.FLAGS["config"]))
+        reason = _one_line(e) if path.is_file() else "a folder" if path.is_dir() else "no such file"
+        return (
+            f"cannot read the --config file {path} ({reason}); pass a file such as configs/demo.py"
+        )
+    frames = traceback.extract_tb(e.__traceback__)
+    where = f" at {Path(frames[-1].filename).name} line {frames[-1].lineno}" if frames else ""
+    return f"cannot load the --config file ({_one_line(e)}{where}); fix its get_config()"
 
 
-def report_error(e) -> None:
-    """Print a BatlError as one ``error:`` line (plus indented details) and exit with its code."""
-    print(f"error: {e}", file=sys.stderr)
-    for line in e.details:
-        print(f"  {line}", file=sys.stderr)
-    sys.exit(e.exit_code)
+# ----------------------------------------------------------------------------- entry
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from batl_jax.errors import ConfigError
+
+    # Libraries (Orbax above all) log every step at INFO through absl; keep ours only.
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    log.setLevel(logging.INFO)
+    install_signal_handlers()
+    with reported_errors():
+        try:
+            cfg = _CONFIG.value
+            if cfg is not None:
+                cfg.name  # noqa: B018 -- a lazily loaded config file loads (or fails) here
+        except Exception as e:
+            raise ConfigError(config_error_message(e)) from e
+        if cfg is None:
+            raise ConfigError("--config is required, e.g. --config=configs/demo.py")
+        run(cfg, _WORKDIR.value)
 
 
 def _parse_flags(argv):
-    """absl's flag parsing, but a bad ``--config.*`` override (unknown key, wrong type)
-    ends in one ``error:`` line and exit status 2 instead of a traceback."""
+    """absl's flag parsing (which loads the --config file and applies ``--config.*``), but a
+    broken file or a bad override ends in one ``error:`` line and exit status 2."""
     try:
         return flags.FLAGS(argv)
-    except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
-        _fail(f"bad command line: {_one_line(e)}; configs/base.py lists every key and its type")
+    except Exception as e:  # the user's config file runs here: anything it raises is theirs
+        print(f"error: {config_error_message(e)}", file=sys.stderr)
+        sys.exit(2)
 
 
 def entry() -> None:
