@@ -10,6 +10,7 @@ interrupted run finishes with exactly the files of an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -24,6 +25,7 @@ from batl_jax.checkpointing import Checkpointer, LoopState
 from batl_jax.config_checks import check_values
 from batl_jax.errors import StateError
 from batl_jax.faults import kill_point  # test hooks (BATL_KILL_AT); no-ops otherwise
+from batl_jax.lock import WorkdirLock
 from batl_jax.oracle import HumanOracle
 from batl_jax.seeds import initial_labeled
 
@@ -72,12 +74,23 @@ def check_state(state: LoopState, n: int, rounds_total: int, where: Path) -> Non
         )
 
 
+def _check_logs(files: RunFiles, state: LoopState, rounds_total: int, n: int) -> None:
+    """Refuse logs that hold fewer rounds than the checkpoint says are done: the rows of a
+    finished round are never dropped or recomputed silently."""
+    if len(state.labeled) == n:
+        return  # the pool ran out: the run ended before al.rounds
+    done = state.round
+    files.metrics.check_rounds(done)
+    files.selected.check_rounds(done - 1 if done == rounds_total else done)
+
+
 def _start(parts: setup.Parts, files: RunFiles) -> LoopState:
     """The checkpointed state, or round 0's (the random initial set) for a new run."""
     cfg, n = parts.cfg, len(parts.dataset.train)
     state = files.ckpt.restore_latest()
     if state is not None:
         check_state(state, n, cfg.al.rounds, files.ckpt.directory)
+        _check_logs(files, state, cfg.al.rounds, n)
     # The first write of the run: everything above has been checked.
     run_files.write_config_file(files.workdir, cfg.to_dict())
     if state is None:
@@ -194,7 +207,26 @@ def run_parts(parts: setup.Parts, workdir: Path) -> list[dict]:
 
 
 def run(cfg, workdir: Path, mesh) -> list[dict]:
-    """Check ``cfg`` and the workdir, build the run's parts and run the loop."""
+    """Check ``cfg`` and the workdir, build the run's parts and run the loop under the
+    workdir's lock (taken after every check, before the first write)."""
+    workdir = Path(workdir)
     check_values(cfg)
-    run_files.check_config_file(Path(workdir), cfg.to_dict())
-    return run_parts(setup.build(cfg, mesh), Path(workdir))
+    run_files.check_config_file(workdir, cfg.to_dict())
+    if not run_files.is_primary():
+        return run_parts(setup.build(cfg, mesh), workdir)  # process 0 locks and writes
+    with _claim(workdir):
+        return run_parts(setup.build(cfg, mesh), workdir)
+
+
+@contextlib.contextmanager
+def _claim(workdir: Path):
+    """Hold the workdir's lock for the run's life; a run refused before its first write
+    leaves no trace, not even the workdir when it created it."""
+    fresh_dir = not workdir.exists()
+    lock = WorkdirLock(workdir).acquire()
+    try:
+        yield lock
+    finally:
+        lock.release()  # removes the lock file too
+        if fresh_dir and not any(workdir.iterdir()):
+            workdir.rmdir()
