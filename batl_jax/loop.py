@@ -94,16 +94,31 @@ def _start(parts: setup.Parts, files: RunFiles) -> LoopState:
     # The first write of the run: everything above has been checked.
     run_files.write_config_file(files.workdir, cfg.to_dict())
     if state is None:
-        labeled = initial_labeled(n, setup.initial_size(cfg), cfg.seed)
-        state = LoopState(round=0, labeled=labeled, seed=cfg.seed)
-        if files.oracle is not None and len(labeled):
-            # Human oracle: the random initial set is the first batch to label (round -1).
-            state.pending = labeled
-            files.oracle.ask(-1, labeled)
+        state = _initial_state(parts, files.oracle is not None)
+        if state.pending is not None and len(state.pending):
+            # Human oracle: the random initial rows are the first batch to label (round -1).
+            files.oracle.ask(-1, state.pending)
             files.ckpt.save(state)
     files.metrics.truncate_to(state.round)
     files.selected.truncate_to(state.round)
     return state
+
+
+def _initial_state(parts: setup.Parts, human: bool) -> LoopState:
+    """Round 0's state. A human-labelled pool that already carries some labels starts
+    from those rows (plus ``al.initial_size`` random ones to label, when set); otherwise
+    the seeded random initial set, which people label first (``pending``)."""
+    cfg, labels = parts.cfg, parts.dataset.train.labels
+    n = len(labels)
+    existing = np.flatnonzero(labels >= 0)
+    if human and 0 < len(existing) < n:
+        extra = max(cfg.al.initial_size, 0)
+        rest = np.setdiff1d(np.arange(n), existing)
+        picks = rest[initial_labeled(len(rest), min(extra, len(rest)), cfg.seed)]
+        labeled = np.sort(np.concatenate([existing, picks]))
+        return LoopState(round=0, labeled=labeled, seed=cfg.seed, pending=picks)
+    labeled = initial_labeled(n, setup.initial_size(cfg), cfg.seed)
+    return LoopState(round=0, labeled=labeled, seed=cfg.seed, pending=labeled if human else None)
 
 
 def _record_deviations(workdir: Path, deviations) -> None:
