@@ -1,4 +1,4 @@
-"""Selection kernels (k-center, BADGE / k-means++, ALPS k-means, BALD / BatchBALD) vs numpy.
+"""Selection kernels (k-center, BADGE's k-means++, BALD / BatchBALD) vs numpy.
 
 Every reference is brute force in float64: dense distances recomputed from
 scratch, BADGE's gradient embedding built explicitly as ``(N, C·d)``, the
@@ -110,7 +110,7 @@ def test_kcenter_rejects_bad_k(mesh8):
 
 
 # --------------------------------------------------------------------------------------
-# k-means++ (BADGE and Euclidean)
+# k-means++ (BADGE; ALPS's k-means is in test_kmeans.py)
 # --------------------------------------------------------------------------------------
 def uniforms(key, k):
     """The kernels' draws, re-derived one by one: u_s = uniform(fold_in(key, s))."""
@@ -125,14 +125,11 @@ def _sample(w, u, avail):
     return int(hit[0]) if len(hit) else int(np.flatnonzero(w > 0)[-1])
 
 
-def kmeanspp_ref(g, cand, k, us, first="uniform"):
-    """Plain k-means++ on explicit vectors ``g`` with the given draws."""
+def kmeanspp_ref(g, cand, k, us):
+    """BADGE's k-means++ on explicit vectors ``g`` with the given draws (first: largest norm)."""
     g = g.astype(np.float64)
     avail = cand.copy()
-    if first == "argmax_norm":
-        p = int(np.argmax(np.where(avail, (g**2).sum(1), -1.0)))
-    else:
-        p = _sample(avail.astype(np.float64), us[0], avail)
+    p = int(np.argmax(np.where(avail, (g**2).sum(1), -1.0)))
     picks = [p]
     avail[p] = False
     d2 = ((g - g[p]) ** 2).sum(1)
@@ -175,7 +172,7 @@ def test_badge_matches_explicit_kmeanspp(mesh8, n, n_cand, k):
     p, h = _probs(rng, (n, 5)), rng.standard_normal((n, 16)).astype(np.float32)
     cand = _mask(n, rng.choice(n, n_cand, replace=False))
     picks = kmeans.badge_kmeans_pp(p, h, cand, k, key=KEY, mesh=mesh8)
-    ref = kmeanspp_ref(badge_embedding(p, h), cand, k, uniforms(KEY, k), first="argmax_norm")
+    ref = kmeanspp_ref(badge_embedding(p, h), cand, k, uniforms(KEY, k))
     np.testing.assert_array_equal(picks, ref)
 
 
@@ -194,62 +191,6 @@ def test_badge_mesh_invariance_and_duplicates(mesh1, mesh8):
     cand = _mask(n, range(4, n, 2))
     picks = kmeans.badge_kmeans_pp(p_dup, h_dup, cand, 5, key=KEY, mesh=mesh8)
     np.testing.assert_array_equal(picks, np.flatnonzero(cand)[:5])
-
-
-@pytest.mark.parametrize("n, k", [(37, 37), (301, 12)])
-def test_kmeans_pp_matches_reference(mesh1, mesh8, n, k):
-    rng = _rng(n)
-    x = rng.standard_normal((n, 10)).astype(np.float32)
-    cand = np.ones(n, bool)
-    picks = kmeans.kmeans_pp(x, cand, k, key=KEY, mesh=mesh8)
-    np.testing.assert_array_equal(picks, kmeanspp_ref(x, cand, k, uniforms(KEY, k)))
-    np.testing.assert_array_equal(picks, kmeans.kmeans_pp(x, cand, k, key=KEY, mesh=mesh1))
-
-
-# --------------------------------------------------------------------------------------
-# ALPS k-means
-# --------------------------------------------------------------------------------------
-def kmeans_select_ref(x, cand, k, key, num_iters):
-    x = x.astype(np.float64)
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    centres = x[kmeanspp_ref(x, cand, k, uniforms(key, k))]
-    xc = x[cand]
-    for _ in range(num_iters):
-        assign = (((xc[:, None] - centres[None]) ** 2).sum(-1)).argmin(1)
-        for j in range(k):
-            if (assign == j).any():
-                centres[j] = xc[assign == j].mean(0)
-    avail = cand.copy()
-    picks = []
-    for j in range(k):
-        d = np.where(avail, ((x - centres[j]) ** 2).sum(1), np.inf)
-        picks.append(int(np.argmin(d)))
-        avail[picks[-1]] = False
-    return np.array(picks)
-
-
-@pytest.mark.parametrize("n, n_cand, k", [(1, 1, 1), (37, 20, 20), (301, 250, 9)])
-def test_kmeans_select_matches_reference(mesh8, n, n_cand, k):
-    rng = _rng(11 + n)
-    x = rng.standard_normal((n, 8)).astype(np.float32)
-    cand = _mask(n, rng.choice(n, n_cand, replace=False))
-    picks = kmeans.kmeans_select(x, cand, k, key=KEY, num_iters=5, mesh=mesh8)
-    np.testing.assert_array_equal(picks, kmeans_select_ref(x, cand, k, KEY, 5))
-    assert len(set(picks.tolist())) == k and cand[picks].all()
-
-
-def test_kmeans_select_mesh_invariance_and_duplicates(mesh1, mesh8):
-    rng = _rng(2)
-    x = rng.standard_normal((301, 8)).astype(np.float32)
-    cand = rng.random(301) < 0.5
-    a = kmeans.kmeans_select(x, cand, 9, key=KEY, num_iters=5, mesh=mesh8)
-    b = kmeans.kmeans_select(x, cand, 9, key=KEY, num_iters=5, mesh=mesh1)
-    np.testing.assert_array_equal(a, b)
-    # duplicates: one distinct point, k unique rows anyway (lowest ids first)
-    dup = np.tile(x[:1], (37, 1))
-    cand = _mask(37, range(1, 37, 3))
-    picks = kmeans.kmeans_select(dup, cand, 6, key=KEY, num_iters=3, mesh=mesh8)
-    np.testing.assert_array_equal(picks, np.flatnonzero(cand)[:6])
 
 
 # --------------------------------------------------------------------------------------
