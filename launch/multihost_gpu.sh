@@ -6,9 +6,15 @@
 # writes it, every host reads its checkpoints and human labels when resuming. Under SLURM
 # or Open MPI, `--config.distributed.enabled=True` alone lets JAX detect all three values.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-CONFIG=${1:?usage: launch/multihost_gpu.sh CONFIG [overrides...]}; shift
+CONFIG=${1:?usage: launch/multihost_gpu.sh CONFIG [overrides...]}
+shift
 : "${COORD:?set COORD=host:port of process 0}" "${NPROC:?set NPROC}" "${PID:?set PID}"
-exec .venv/bin/python -m batl_jax.main --config="$CONFIG" \
+cd "$(dirname "$0")/.."
+# shellcheck source=launch/setup.sh
+source launch/setup.sh
+CONFIG=$(absolute_config "$CONFIG")
+ensure_venv
+ensure_jax_backend gpu cuda12
+exec "$VENV_PY" -m batl_jax.main --config="$CONFIG" \
   --config.distributed.enabled=True --config.distributed.coordinator_address="$COORD" \
   --config.distributed.num_processes="$NPROC" --config.distributed.process_id="$PID" "$@"

@@ -7,11 +7,12 @@
 # --workdir must be one folder shared by all hosts (NFS/Filestore, or a bucket mounted with
 # gcsfuse; not a gs:// URL): process 0 writes it, every host reads checkpoints on resume.
 set -euo pipefail
+CONFIG=${1:?usage: launch/tpu_vm.sh CONFIG [overrides...]}
+shift
 cd "$(dirname "$0")/.."
-CONFIG=${1:?usage: launch/tpu_vm.sh CONFIG [overrides...]}; shift
-if [[ ! -x .venv/bin/python ]]; then
-  python3 -m venv .venv
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e . "jax[tpu]"
-fi
-exec .venv/bin/python -m batl_jax.main --config="$CONFIG" --config.distributed.enabled=True "$@"
+# shellcheck source=launch/setup.sh
+source launch/setup.sh
+CONFIG=$(absolute_config "$CONFIG")
+ensure_venv
+ensure_jax_backend tpu tpu
+exec "$VENV_PY" -m batl_jax.main --config="$CONFIG" --config.distributed.enabled=True "$@"
