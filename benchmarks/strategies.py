@@ -1,7 +1,8 @@
 """``python -m benchmarks strategies``: time and peak memory of each selection kernel.
 
-Cases: CORESET k-center, BADGE k-means++, ALPS-like k-means (128-dim vectors),
-BALD top-k and BatchBALD, on synthetic pools of N = 20k and 200k rows
+Cases: CORESET k-center, BADGE k-means++, ALPS-like k-means (128-dim vectors; the
+kernel's default restarts, at most ``iters`` Lloyd iterations each), BALD top-k and
+BatchBALD, on synthetic pools of N = 20k and 200k rows
 (d = 768 features, C = 5 and 53 classes, k = 100 and 2,000 picks).
 
 Each case runs in a fresh subprocess so its peak RSS is its own: the child
@@ -99,7 +100,7 @@ def _run_case(case: dict) -> dict:
         if kind == "badge":
             return kmeans.badge_kmeans_pp(probs, x, cand, k, key=key, mesh=mesh)
         if kind == "kmeans":
-            return kmeans.kmeans_select(x, cand, k, key=key, num_iters=case["iters"], mesh=mesh)
+            return kmeans.kmeans_select(x, cand, k, key=key, max_iter=case["iters"], mesh=mesh)
         if kind == "bald":
             return batchbald.bald_select(mc, cand, k)[0]
         return batchbald.batchbald_select(mc, cand, k, key=key, mesh=mesh)[0]
