@@ -9,7 +9,8 @@ way, SIGKILL and power loss of a local disk included: a stale ``.lock`` file fro
 run never blocks its resume. The holder's pid and host are written into the file only to
 name it in the refusal; the lock itself is the ``flock``. On a clean exit the file is
 removed (while still locked, see :meth:`WorkdirLock.acquire`) so a finished run's workdir
-holds only the run's files.
+holds only the run's files, and folders the lock created are removed again while empty, so
+a run refused after taking the lock leaves nothing behind.
 
 Multi-process runs: only the process that writes the workdir (process 0) takes the lock.
 """
@@ -45,6 +46,7 @@ class WorkdirLock:
         self.workdir = Path(workdir)
         self.path = self.workdir / LOCK_NAME
         self._fd: int | None = None
+        self._created: list[Path] = []  # folders acquire() made, the workdir first
 
     @property
     def held(self) -> bool:
@@ -53,9 +55,13 @@ class WorkdirLock:
     def acquire(self) -> WorkdirLock:
         if self._fd is not None:
             raise RuntimeError(f"{self.path} is already held by this WorkdirLock")
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._created = [p for p in (self.workdir, *self.workdir.parents) if not p.exists()]
         for _ in range(_MAX_ATTEMPTS):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except FileNotFoundError:  # a releasing run removed the empty folder meanwhile
+                continue
             try:
                 _lock_or_refuse(fd, self.workdir)
             except BaseException:
@@ -83,6 +89,11 @@ class WorkdirLock:
             self.path.unlink(missing_ok=True)
         finally:
             os.close(fd)
+        for folder in self._created:  # rmdir refuses a folder the run has written into
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
     def __enter__(self) -> WorkdirLock:
         return self.acquire()

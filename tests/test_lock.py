@@ -101,9 +101,16 @@ def test_lock_error_is_a_user_error_with_exit_status_2():
     assert issubclass(LockError, BatlError) and LockError.exit_code == 2
 
 
-def test_missing_workdir_is_created(tmp_path):
+def test_missing_workdir_is_created_and_removed_again_if_nothing_was_written(tmp_path):
     with WorkdirLock(tmp_path / "a" / "b"):
         assert (tmp_path / "a" / "b" / LOCK_NAME).exists()
+    assert list(tmp_path.iterdir()) == []  # a refused run leaves nothing behind
+    with WorkdirLock(tmp_path / "a" / "b"):
+        (tmp_path / "a" / "b" / "metrics.jsonl").write_text("{}\n")
+    assert [p.name for p in (tmp_path / "a" / "b").iterdir()] == ["metrics.jsonl"]
+    with WorkdirLock(tmp_path / "a" / "b"):  # an existing (now empty) folder is kept
+        (tmp_path / "a" / "b" / "metrics.jsonl").unlink()
+    assert (tmp_path / "a" / "b").is_dir()
 
 
 def test_a_file_where_the_workdir_should_be_is_an_os_error(tmp_path):
