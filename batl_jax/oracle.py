@@ -8,7 +8,8 @@ the batch with ``python -m batl_jax.label`` (export → label → import); rerun
 ``queries/round_<r>.jsonl``
     The batch selected in round ``r`` (``r = -1``: the random initial set), one row per
     sample in selection order: ``round``, ``row``, ``id``, ``text``, ``entities``
-    (relation extraction) and ``hints``, the round's model's top predictions.
+    (relation extraction), ``columns`` (the input file's original columns, when the
+    dataset keeps them) and ``hints``, the round's model's top predictions.
 ``queries/pending.json``
     Which batch the run waits for, and the label names; read by ``batl_jax.label``.
 ``labels.jsonl``
@@ -50,6 +51,11 @@ def _hints(logits: np.ndarray, label_names: list[str]) -> list[dict]:
     return [{"label": label_names[i], "prob": round(float(p[i]), 4)} for i in top]
 
 
+def _plain(value):
+    """JSON for the values of original columns that ``json`` does not know (numpy, dates)."""
+    return value.item() if isinstance(value, np.generic) else str(value)
+
+
 def _entities(example) -> dict:
     def span(s):
         return {"text": example.text[s[0] : s[1]], "start": int(s[0]), "end": int(s[1])}
@@ -74,8 +80,11 @@ def write_batch(
         rec = {"round": round_, "row": row, "id": split.ids[row], "text": split.texts[row]}
         if split.examples is not None and hasattr(split.examples[row], "head"):
             rec["entities"] = _entities(split.examples[row])
+        columns = getattr(split, "columns", None)  # the input file's own columns, if kept
+        if columns:
+            rec["columns"] = {name: values[row] for name, values in columns.items()}
         rec["hints"] = [] if hint_logits is None else _hints(hint_logits[j], label_names)
-        lines.append(json.dumps(rec, ensure_ascii=False, sort_keys=True) + "\n")
+        lines.append(json.dumps(rec, ensure_ascii=False, sort_keys=True, default=_plain) + "\n")
     atomic_write_text(path, "".join(lines))
     write_pending(workdir, round_, len(lines), label_names, task)
     return path
@@ -147,7 +156,7 @@ def append_labels(workdir: Path, records: list[dict]) -> None:
     """Add ``records`` to ``labels.jsonl``: old content + new lines, written atomically."""
     path = Path(workdir) / LABELS
     old = path.read_text(encoding="utf-8") if path.exists() else ""
-    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     new = "".join(
         json.dumps({**r, "imported_at": now}, ensure_ascii=False, sort_keys=True) + "\n"
         for r in records

@@ -127,5 +127,9 @@ def test_export_label_import_continue_equals_simulated_run(tmp_path, capsys):
     labels = [json.loads(x) for x in (work / "labels.jsonl").read_text().splitlines()]
     assert len(labels) == 40 and len({r["id"] for r in labels}) == 40
     assert all(gold[r["id"]] == r["label"] for r in labels)
-    with pytest.raises(StateError, match="no batch is pending"):
+    with pytest.raises(StateError, match="the run has finished: all 2 rounds are done"):
         label.import_labels(work, [tmp_path / "round0.jsonl"])
+    assert label.main(["status", wd]) == 0
+    assert "the run has finished" in capsys.readouterr().out
+    assert label.main(["export", wd]) == 2
+    assert "error: the run has finished" in capsys.readouterr().err

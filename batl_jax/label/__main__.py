@@ -1,0 +1,5 @@
+import sys
+
+from batl_jax.label.cli import main
+
+sys.exit(main())
