@@ -84,7 +84,9 @@ def write_batch(
         if columns:
             rec["columns"] = {name: values[row] for name, values in columns.items()}
         rec["hints"] = [] if hint_logits is None else _hints(hint_logits[j], label_names)
-        lines.append(json.dumps(rec, ensure_ascii=False, sort_keys=True, default=_plain) + "\n")
+        # Keys sorted, except inside ``columns``: those keep the input file's order.
+        rec = dict(sorted(rec.items()))
+        lines.append(json.dumps(rec, ensure_ascii=False, default=_plain) + "\n")
     atomic_write_text(path, "".join(lines))
     write_pending(workdir, round_, len(lines), label_names, task)
     return path

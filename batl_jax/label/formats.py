@@ -202,7 +202,9 @@ def read_text(path: Path) -> str:
 
 
 def _type(x) -> str:
-    return {dict: "an object", list: "a list", str: "a string"}.get(type(x), type(x).__name__)
+    return {dict: "an object", list: "a list", str: "a string", type(None): "null"}.get(
+        type(x), type(x).__name__
+    )
 
 
 def labelstudio_entry(where: str, task: dict) -> Entry:
