@@ -10,7 +10,7 @@ export BATL_DATA_DIR
 WORKDIR ?= runs/demo
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow lint clean-venv
+.PHONY: demo test lint clean-venv
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,12 +33,10 @@ demo: $(VENV)/.base
 test: $(VENV)/.test
 	$(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
 
-test-slow: $(VENV)/.test
-	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
-
 lint: $(VENV)/.test
 	$(VENV)/bin/ruff check batl_jax benchmarks configs tests
 	$(VENV)/bin/ruff format --check batl_jax benchmarks configs tests
+	$(VENV)/bin/mypy batl_jax
 
 clean-venv:
 	rm -rf $(VENV)
