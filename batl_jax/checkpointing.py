@@ -30,6 +30,10 @@ class LoopState:
     (``train.from_scratch = False``); None otherwise. ``pending`` (``al.oracle = human``)
     are the rows of ``labeled`` still waiting for a human label: the batch written to
     ``queries/`` before the run stopped; round ``round`` trains only once they all have one.
+    ``finished`` marks the state after the run's last round (``round`` rounds done, the
+    last without a selection; ``params`` are what that round started from).
+    ``fingerprint`` identifies the pool and the settings the run was made with
+    (:func:`batl_jax.resume.fingerprint`), so a resume on other data is refused.
     """
 
     round: int
@@ -38,6 +42,8 @@ class LoopState:
     params: dict | None = None
     opt_state: dict | None = None
     pending: np.ndarray | None = None
+    finished: bool = False
+    fingerprint: np.ndarray | None = None
 
     def to_tree(self) -> dict:
         tree = {
@@ -51,11 +57,15 @@ class LoopState:
             tree["opt_state"] = self.opt_state
         if self.pending is not None and len(self.pending):
             tree["pending"] = np.asarray(self.pending, np.int64)
+        if self.finished:
+            tree["finished"] = np.asarray(1, np.int32)
+        if self.fingerprint is not None:
+            tree["fingerprint"] = np.asarray(self.fingerprint, np.int64)
         return tree
 
     @classmethod
     def from_tree(cls, tree: dict) -> LoopState:
-        pending = tree.get("pending")
+        pending, fp = tree.get("pending"), tree.get("fingerprint")
         return cls(
             round=int(tree["round"]),
             labeled=np.asarray(tree["labeled"], np.int64),
@@ -63,6 +73,8 @@ class LoopState:
             params=tree.get("params"),
             opt_state=tree.get("opt_state"),
             pending=None if pending is None else np.asarray(pending, np.int64),
+            finished=bool(tree.get("finished", 0)),
+            fingerprint=None if fp is None else np.asarray(fp, np.int64),
         )
 
 

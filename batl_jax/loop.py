@@ -10,7 +10,6 @@ interrupted run finishes with exactly the files of an uninterrupted one.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import json
@@ -20,14 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from batl_jax import plots, reference, rounds, run_files, setup
+from batl_jax import plots, reference, resume, rounds, run_files, setup
 from batl_jax.checkpointing import Checkpointer, LoopState
 from batl_jax.config_checks import check_values
-from batl_jax.errors import StateError
 from batl_jax.faults import kill_point  # test hooks (BATL_KILL_AT); no-ops otherwise
 from batl_jax.lock import WorkdirLock
 from batl_jax.oracle import HumanOracle
-from batl_jax.seeds import initial_labeled
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +38,7 @@ class RunFiles:
     selected: run_files.JsonlLog
     ckpt: Checkpointer
     oracle: HumanOracle | None
+    fingerprint: np.ndarray
 
 
 def _open_files(parts: setup.Parts, workdir: Path) -> RunFiles:
@@ -54,71 +52,34 @@ def _open_files(parts: setup.Parts, workdir: Path) -> RunFiles:
         run_files.JsonlLog(workdir / "selected.jsonl"),
         Checkpointer(workdir, parts.cfg.checkpoint.keep),
         oracle,
+        resume.fingerprint(parts),
     )
 
 
-def check_state(state: LoopState, n: int, rounds_total: int, where: Path) -> None:
-    """Refuse a checkpoint that does not fit the data (changed under the same config)."""
-    rows = np.asarray(state.labeled)
-    pending = np.asarray([] if state.pending is None else state.pending)
-    if (
-        (len(rows) and (rows.min() < 0 or rows.max() >= n))
-        or len(np.unique(rows)) != len(rows)
-        or not np.isin(pending, rows).all()
-        or not 0 <= state.round <= rounds_total
-    ):
-        raise StateError(
-            f"checkpoint of round {state.round} in {where} does not fit the data "
-            f"({len(rows)} labeled rows, pool of {n}): the data changed since the run "
-            "started; restore the data (data.dir) or use a new --workdir"
-        )
-
-
-def _check_logs(files: RunFiles, state: LoopState, rounds_total: int, n: int) -> None:
-    """Refuse logs that hold fewer rounds than the checkpoint says are done: the rows of a
-    finished round are never dropped or recomputed silently."""
-    if len(state.labeled) == n:
-        return  # the pool ran out: the run ended before al.rounds
-    done = state.round
-    files.metrics.check_rounds(done)
-    files.selected.check_rounds(done - 1 if done == rounds_total else done)
-
-
 def _start(parts: setup.Parts, files: RunFiles) -> LoopState:
-    """The checkpointed state, or round 0's (the random initial set) for a new run."""
+    """The checkpointed state, verified, or round 0's for a new run."""
     cfg, n = parts.cfg, len(parts.dataset.train)
     state = files.ckpt.restore_latest()
     if state is not None:
-        check_state(state, n, cfg.al.rounds, files.ckpt.directory)
-        _check_logs(files, state, cfg.al.rounds, n)
+        resume.check_state(state, parts, files.ckpt.directory)
+        state = resume.reopen(parts, resume.check_logs(files.metrics, files.selected, state, n))
     # The first write of the run: everything above has been checked.
-    run_files.write_config_file(files.workdir, cfg.to_dict())
+    run_files.write_config_file(files.workdir, cfg.to_dict(), 0 if state is None else state.round)
     if state is None:
-        state = _initial_state(parts, files.oracle is not None)
+        state = resume.initial_state(parts, files.oracle is not None)
         if state.pending is not None and len(state.pending):
             # Human oracle: the random initial rows are the first batch to label (round -1).
             files.oracle.ask(-1, state.pending)
-            files.ckpt.save(state)
+            _save(files, state)
     files.metrics.truncate_to(state.round)
     files.selected.truncate_to(state.round)
     return state
 
 
-def _initial_state(parts: setup.Parts, human: bool) -> LoopState:
-    """Round 0's state. A human-labelled pool that already carries some labels starts
-    from those rows (plus ``al.initial_size`` random ones to label, when set); otherwise
-    the seeded random initial set, which people label first (``pending``)."""
-    cfg, labels = parts.cfg, parts.dataset.train.labels
-    n = len(labels)
-    existing = np.flatnonzero(labels >= 0)
-    if human and 0 < len(existing) < n:
-        extra = max(cfg.al.initial_size, 0)
-        rest = np.setdiff1d(np.arange(n), existing)
-        picks = rest[initial_labeled(len(rest), min(extra, len(rest)), cfg.seed)]
-        labeled = np.sort(np.concatenate([existing, picks]))
-        return LoopState(round=0, labeled=labeled, seed=cfg.seed, pending=picks)
-    labeled = initial_labeled(n, setup.initial_size(cfg), cfg.seed)
-    return LoopState(round=0, labeled=labeled, seed=cfg.seed, pending=labeled if human else None)
+def _save(files: RunFiles, state: LoopState, kill_point: str = "") -> None:
+    files.ckpt.save(
+        dataclasses.replace(state, fingerprint=files.fingerprint), kill_point=kill_point
+    )
 
 
 def _record_deviations(workdir: Path, deviations) -> None:
@@ -175,7 +136,8 @@ def _rounds(parts: setup.Parts, files: RunFiles, state: LoopState) -> str | None
         _write_round(files, result)
         if last:
             # A done marker: rerunning a finished workdir changes nothing.
-            files.ckpt.save(LoopState(round=cfg.al.rounds, labeled=labeled, seed=cfg.seed))
+            done = LoopState(r + 1, labeled, cfg.seed, params=prev_params, finished=True)
+            _save(files, done)
             return None
         picks = result.selection.indices
         labeled, prev_params = np.sort(np.concatenate([labeled, picks])), result.params
@@ -185,7 +147,7 @@ def _rounds(parts: setup.Parts, files: RunFiles, state: LoopState) -> str | None
             files.oracle.ask(r, picks, result.hint_logits)
             pending = picks
         state = LoopState(r + 1, labeled, cfg.seed, params=prev_params, pending=pending)
-        files.ckpt.save(state, kill_point=f"round{r}:checkpoint")
+        _save(files, state, kill_point=f"round{r}:checkpoint")
         kill_point(f"round{r}:saved")  # test hook: right after the commit
         if files.oracle is not None:
             waiting = files.oracle.ready(labeled, pending, r + 1)
@@ -214,7 +176,7 @@ def run_parts(parts: setup.Parts, workdir: Path) -> list[dict]:
     waiting = None
     if files.oracle is not None:
         waiting = files.oracle.ready(state.labeled, state.pending, state.round)
-    if waiting is None and state.round < parts.cfg.al.rounds:
+    if waiting is None and not state.finished:
         t0 = time.perf_counter()
         waiting = _rounds(parts, files, state)
         log.info("rounds done in %.1f s", time.perf_counter() - t0)
@@ -229,19 +191,7 @@ def run(cfg, workdir: Path, mesh) -> list[dict]:
     run_files.check_config_file(workdir, cfg.to_dict())
     if not run_files.is_primary():
         return run_parts(setup.build(cfg, mesh), workdir)  # process 0 locks and writes
-    with _claim(workdir):
+    # The lock comes before setup, so a second run is refused at once; released, it takes
+    # its file (and the folders it created, if still empty) with it.
+    with WorkdirLock(workdir):
         return run_parts(setup.build(cfg, mesh), workdir)
-
-
-@contextlib.contextmanager
-def _claim(workdir: Path):
-    """Hold the workdir's lock for the run's life; a run refused before its first write
-    leaves no trace, not even the workdir when it created it."""
-    fresh_dir = not workdir.exists()
-    lock = WorkdirLock(workdir).acquire()
-    try:
-        yield lock
-    finally:
-        lock.release()  # removes the lock file too
-        if fresh_dir and not any(workdir.iterdir()):
-            workdir.rmdir()

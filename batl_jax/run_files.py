@@ -31,6 +31,12 @@ RESUMABLE_KEYS = frozenset(
         "distributed.num_processes",
         "distributed.process_id",
         "data.dir",
+        # How far a run goes: raising al.rounds or changing the stopping rule continues it
+        # from where it stands (no finished round's result depends on them).
+        "al.rounds",
+        "al.stop",
+        "al.stop_window",
+        "al.stop_kappa",
         # Analysis metrics are reported, never fed back into selection (and runs made before
         # the section existed stay resumable).
         "analysis.enabled",
@@ -74,12 +80,30 @@ def flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def write_config_file(workdir: Path, config_dict: dict) -> None:
-    """Write config.json (process 0). Call it only once the config is known to be valid:
-    a refused config must not claim the workdir, or fixing it would read as "another run"."""
-    if is_primary():
-        text = json.dumps(config_dict, indent=2, sort_keys=True, default=str)
-        atomic_write_text(workdir / "config.json", text + "\n")
+def write_config_file(workdir: Path, config_dict: dict, round_: int = 0) -> None:
+    """Write config.json on the run's first start (process 0). Call it only once the config
+    is known to be valid: a refused config must not claim the workdir, or fixing it would
+    read as "another run". A resume with changed resumable settings keeps config.json (the
+    settings the finished rounds came from) and appends the change, with the round it takes
+    effect from, to ``config_changes.jsonl``."""
+    if not is_primary():
+        return
+    text = json.dumps(config_dict, indent=2, sort_keys=True, default=str)
+    path = workdir / "config.json"
+    if not path.exists():
+        atomic_write_text(path, text + "\n")
+        return
+    first = flatten(json.loads(path.read_text(encoding="utf-8")))
+    now = flatten(json.loads(text))
+    log_path = workdir / "config_changes.jsonl"
+    if log_path.exists():
+        for line in log_path.read_text(encoding="utf-8").splitlines():
+            first.update({k: v[1] for k, v in json.loads(line)["changes"].items()})
+    changes = {k: [first.get(k), now.get(k)] for k in sorted(set(first) | set(now))}
+    changes = {k: v for k, v in changes.items() if v[0] != v[1]}
+    if changes:
+        with open(log_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"round": round_, "changes": changes}, sort_keys=True) + "\n")
 
 
 def check_config_file(workdir: Path, config_dict: dict) -> None:
