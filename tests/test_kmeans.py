@@ -83,9 +83,16 @@ def test_lloyd_tolerance_and_empty_cluster_match_sklearn(mesh8, max_iter, tol):
     init = np.concatenate([init, np.full((1, 4), 100.0, np.float32)])  # empty at once
     want = sklearn_from(x, init, max_iter=max_iter, tol=tol)
     got = kmeans.kmeans(
-        x, np.ones(157, bool), 5, key=KEY, mesh=mesh8, n_init=1, max_iter=max_iter, tol=tol,
+        x,
+        np.ones(157, bool),
+        5,
+        key=KEY,
+        mesh=mesh8,
+        n_init=1,
+        max_iter=max_iter,
+        tol=tol,
         init=init,
-    )  # fmt: skip
+    )
     assert got.n_iter == want.n_iter_
     np.testing.assert_array_equal(got.labels, want.labels_)
     np.testing.assert_allclose(got.centres, want.cluster_centers_, rtol=1e-4, atol=1e-4)
