@@ -194,11 +194,18 @@ def mine_global(
     a_ids = sharding.pad_rows(ids.astype(np.int32), size, -1)
     put = lambda v: sharding.put_global(v, sharding.row_sharded(mesh))
     dp, dn = _mine_global_jit(
-        put(anchors), put(a_lab), put(a_ids),
-        sharding.put_replicated(x, mesh), sharding.put_replicated(y, mesh),
-        sharding.put_replicated(mu, mesh), np.float32(margin),
-        mesh=mesh, anchor_tile=at, pool_tile=pt, precision=precision,
-    )  # fmt: skip
+        put(anchors),
+        put(a_lab),
+        put(a_ids),
+        sharding.put_replicated(x, mesh),
+        sharding.put_replicated(y, mesh),
+        sharding.put_replicated(mu, mesh),
+        np.float32(margin),
+        mesh=mesh,
+        anchor_tile=at,
+        pool_tile=pt,
+        precision=precision,
+    )
     return sharding.to_host(dp, a), sharding.to_host(dn, a)
 
 
@@ -262,9 +269,13 @@ def mine_minibatch(
     labs = sharding.pad_rows(y[perm], n_chunks * c, _NO_LABEL).reshape(n_chunks, c)
     put = lambda v: sharding.put_global(v, sharding.row_sharded(mesh))
     dp, dn = _mine_minibatch_jit(
-        put(chunks), put(labs), sharding.put_replicated(mu, mesh), np.float32(margin),
-        mesh=mesh, precision=precision,
-    )  # fmt: skip
+        put(chunks),
+        put(labs),
+        sharding.put_replicated(mu, mesh),
+        np.float32(margin),
+        mesh=mesh,
+        precision=precision,
+    )
     out_p = np.empty(n, np.float32)
     out_n = np.empty(n, np.float32)
     out_p[perm] = sharding.to_host(dp).reshape(-1)[:n]
