@@ -16,10 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from tqdm.auto import tqdm
 
 from batl_jax import sharding
 from batl_jax.data import Batch
+from batl_jax.progress import progress
 
 
 def make_optimizer(weight_decay: float) -> optax.GradientTransformation:
@@ -148,7 +148,7 @@ def fit(
         return FitResult(params, rest, 0, float("nan"))
     put = lambda x: sharding.put_global(x, sharding.row_sharded(mesh))  # noqa: E731
     step, loss, epoch = 0, jnp.zeros(()), 0
-    with tqdm(total=total, desc=desc, unit="step", leave=False, disable=None) as bar:
+    with progress(total=total, desc=desc, unit="step") as bar:
         while step < total:
             for batch in batches_per_epoch(epoch):
                 if step >= total:
@@ -187,9 +187,7 @@ def predict(
     the key ``"_rest"``.
     """
     out: dict[str, np.ndarray] = {}
-    for batch in tqdm(
-        batches, total=num_batches, desc=desc, unit="batch", leave=False, disable=None
-    ):
+    for batch in progress(batches, total=num_batches, desc=desc, unit="batch"):
         inputs = _device_batch(batch, steps_fn.mesh, sentence_cache)
         res, rest = steps_fn.forward(keys, params, rest, stochastic, inputs)
         res = {k: sharding.to_host(v) for k, v in res.items()}
