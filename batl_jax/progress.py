@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -45,8 +45,8 @@ class LogProgress:
         clock: Callable[[], float] = time.monotonic,
         logger: logging.Logger = log,
     ):
-        if total is None and iterable is not None and hasattr(iterable, "__len__"):
-            total = len(iterable)  # type: ignore[arg-type]
+        if total is None and isinstance(iterable, Sized):
+            total = len(iterable)
         self.iterable, self.total, self.desc, self.unit = iterable, total, desc, unit
         self.n = 0
         self._interval, self._clock, self._log = interval, clock, logger
