@@ -120,7 +120,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.alps = ml_collections.ConfigDict()
     c.alps.mask_prob = 0.15  # Share of non-special tokens scored by the MLM head.
     c.alps.masked = False  # Replace chosen tokens BERT-style (False = ALPS reference default).
-    c.alps.kmeans_iters = 20  # Lloyd iterations.
+    # k-means as scikit-learn's KMeans (the ALPS reference): restarts, Lloyd cap, tolerance.
+    c.alps.n_init = 10  # k-means++ restarts; the lowest inertia wins.
+    c.alps.max_iter = 300  # Lloyd iterations at most.
+    c.alps.tol = 1e-4  # Stop when the centre shift² <= tol · mean feature variance.
     c.alps.fit_mlm_head = False  # Fit an MLM head transform when the checkpoint has none.
     c.alps.fit_steps = 200  # Steps for fit_mlm_head.
 

@@ -89,7 +89,9 @@ RANGES = [
     Range("bald.max_configs", 1),
     Range("bald.num_samples", 1),  # 0 samples gives a negative mutual information
     Range("alps.mask_prob", 0, 1, low_open=True),
-    Range("alps.kmeans_iters", 0),  # 0 = the k-means++ centres as they are
+    Range("alps.n_init", 1),
+    Range("alps.max_iter", 1),
+    Range("alps.tol", 0.0),
     Range("alps.fit_steps", 1),
     Range("analysis.density_k", 1),
     Range("checkpoint.keep", 1),

@@ -5,7 +5,8 @@ encoder and MLM head, so ALPS needs no trained model and works from zero labels 
 start); its :class:`Surprisal` feature is computed once per run and kept in the feature
 cache across runs. The
 strategy clusters the unlabeled rows into ``k`` clusters (k-means++ seeding, then
-``alps.kmeans_iters`` Lloyd steps on the L2-normalised vectors, on device) and labels
+scikit-learn ``KMeans``-style restarts and Lloyd steps on the L2-normalised vectors, on
+device) and labels
 the row nearest each centre (:func:`batl_jax.kernels.kmeans.kmeans_select`).
 
 Score column ``voronoi_size``: the number of unlabeled rows (the pick included)
@@ -18,6 +19,7 @@ unlabeled sentences each labeled one stands for.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import jax
 import numpy as np
@@ -88,7 +90,8 @@ class Surprisal:
         tok, factory, enc = ctx.tokenizer, ctx.factory, ctx.encoded["train"]
         encoder = factory.encoder()
         special = sorted(set(tok.all_special_ids))
-        head, info = factory.mlm_head, {}
+        head = factory.mlm_head
+        info: dict[str, Any] = {}
         if self.fit_mlm_head and head is None:
             head, info = fit_mlm_head(
                 encoder, None, factory.config, enc, np.arange(len(enc)), special_ids=special,
@@ -117,20 +120,23 @@ def _model(section) -> ModelNeeds:
 def select_alps(inp: SelectionInput, k: int) -> Selection:
     """k-means on the surprisal embeddings of the unlabeled rows; the row nearest each centre.
 
-    Seeded by ``inp.seed`` (k-means++ draws); ``alps.kmeans_iters`` Lloyd steps.
+    Seeded by ``inp.seed`` (k-means++ draws); ``alps.n_init`` restarts, at most
+    ``alps.max_iter`` Lloyd steps, tolerance ``alps.tol`` (as scikit-learn's ``KMeans``).
     """
     if inp.features is None:
         raise ValueError("alps needs its surprisal feature (declared in features=)")
     x = inp.features["surprisal"]
     candidates = np.zeros(x.shape[0], dtype=bool)
     candidates[inp.unlabeled] = True
-    num_iters = int(inp.config.kmeans_iters) if inp.config is not None else 20
+    cfg = inp.config
     picks = kmeans_select(
         x,
         candidates,
         k,
         key=jax.random.key(inp.seed),
-        num_iters=num_iters,
+        n_init=int(cfg.n_init),
+        max_iter=int(cfg.max_iter),
+        tol=float(cfg.tol),
         mesh=inp.mesh,
     )
     sizes = voronoi_sizes(x, np.asarray(inp.unlabeled, np.int64), picks)
