@@ -10,7 +10,9 @@ export BATL_DATA_DIR
 WORKDIR ?= runs/demo
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint clean-venv
+LS_VENV ?= .venv-ls
+
+.PHONY: demo test test-labelstudio lint clean-venv
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +34,21 @@ demo: $(VENV)/.base
 
 test: $(VENV)/.test
 	$(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
+
+# The Label Studio server gets a venv of its own: its pins (numpy, pyarrow) clash with ours.
+$(LS_VENV)/.server:
+	$(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/pip install -q --upgrade pip
+	$(LS_VENV)/bin/pip install -q label-studio==1.23.2
+	touch $@
+
+$(VENV)/.labelstudio: $(VENV)/.test
+	$(PIP) install -q -e '.[labelstudio]'
+	touch $@
+
+# push/pull against a real server on 127.0.0.1 (about 3-6 minutes, mostly its first start).
+test-labelstudio: $(VENV)/.labelstudio $(LS_VENV)/.server
+	LABEL_STUDIO_BIN=$(LS_VENV)/bin/label-studio $(PY) -m pytest -q -m labelstudio $(PYTEST_ARGS)
 
 lint: $(VENV)/.test
 	$(VENV)/bin/ruff check batl_jax benchmarks configs tests
