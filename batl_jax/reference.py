@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import time
+from typing import Any
 
 import numpy as np
 from flax import nnx
@@ -100,7 +101,8 @@ def train_reference(parts: Parts, path=None) -> tuple[np.ndarray, dict]:
     )  # fmt: skip
     out = parts.passes.run(steps, fit.params, fit.rest, "train", ("logits",), sentence=sentence)
     ent = analysis.entropy(out["logits"])
-    info = {"train_rows": n, "steps": fit.steps, "seconds": round(time.perf_counter() - t0, 2)}
+    seconds = round(time.perf_counter() - t0, 2)
+    info: dict[str, Any] = {"train_rows": n, "steps": fit.steps, "seconds": seconds}
     if len(parts.dataset.test):
         probs = parts.passes.test_probs(steps, fit.params, fit.rest, parts.ctx.model_input("test"))
         info["test"] = parts.task.metrics(probs, parts.dataset.test)

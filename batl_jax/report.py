@@ -182,7 +182,8 @@ def write_report(run_dirs, out_dir) -> list[Path]:
 
 def _write(studies: list[Study], out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    written, figures = [], {}
+    written: list[Path] = []
+    figures: dict[str, list[str]] = {}
     for study in studies:
         prefix = "" if len(studies) == 1 else _slug(study.title) + "_"
         figures[study.title] = []

@@ -19,6 +19,7 @@ import math
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -240,7 +241,7 @@ def mean_std(values) -> tuple[float, float, int]:
 
 def value(row: dict, quantity: str):
     """``test.accuracy`` / ``analysis.density`` / ``labeled`` of a metrics row (None if absent)."""
-    cur = row
+    cur: Any = row
     for part in quantity.split("."):
         if not isinstance(cur, dict) or part not in cur:
             return None

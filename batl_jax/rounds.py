@@ -191,7 +191,8 @@ def run_round(
         "train_steps": fit_result.steps,
         "test": test,
     }
-    selection, deviations, hint = None, (), None
+    selection, hint = None, None
+    deviations: tuple[dict, ...] = ()
     if not last:
         kill_point(f"round{r}:score")  # test hook: before the pool feature pass
         t0 = time.perf_counter()

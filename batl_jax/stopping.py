@@ -23,6 +23,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -102,7 +103,7 @@ def decide(kappas: Sequence[float | None], window: int, threshold: float) -> Sto
     if len(last) < window or any(k is None for k in last):
         have = sum(k is not None for k in last)
         return StopDecision(False, f"{have} of {window} round agreements so far", None)
-    mean = math.fsum(last) / window
+    mean = math.fsum(cast(list[float], last)) / window
     if mean + _TOLERANCE >= threshold:
         return StopDecision(
             True,

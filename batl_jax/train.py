@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -96,7 +97,7 @@ class Steps:
 
 
 def split_model(model: nnx.Module):
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    graphdef, params, rest = cast(tuple[Any, Any, Any], nnx.split(model, nnx.Param, ...))
     return graphdef, params, rest
 
 

@@ -193,8 +193,10 @@ def batchbald_select(
     batch_probs = np.zeros((k, num_k, num_c), np.float32)
     batch_probs[:, :, 0] = 1.0
 
-    table = np.ones((1, num_k))  # exact table over the (empty) batch's configurations
-    picks, scores = [], []
+    # The exact table over the (empty) batch's configurations; None once sampled.
+    table: np.ndarray | None = np.ones((1, num_k))
+    picks: list[int] = []
+    scores: list[float] = []
     for step in range(k):
         if table is not None and table.shape[0] * num_c <= max_configs:
             weight, h0 = np.ones(table.shape[0], np.float32), 0.0

@@ -56,7 +56,8 @@ random, a repeat here moves to the centre's next-nearest row.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -322,11 +323,16 @@ def _kmeans_select_shard(x, avail, key_data, **static):
 # --------------------------------------------------------------------------------------
 # Host entry points.
 # --------------------------------------------------------------------------------------
-_SHARD_FNS = {"kmeans": _kmeans_fit_shard, "kmeans_select": _kmeans_select_shard}
+_SHARD_FNS: dict[str, Callable[..., Any]] = {
+    "kmeans": _kmeans_fit_shard,
+    "kmeans_select": _kmeans_select_shard,
+}
 
 
 @functools.lru_cache(maxsize=64)
 def _compiled(kind: str, mesh: Mesh, k: int, **static):
+    in_specs: tuple[P, ...]
+    out_specs: P | tuple[P, ...]
     if kind == "badge":
         body = functools.partial(_badge_shard, k=k)
         in_specs, out_specs = (P(AXIS),) * 3 + (P(),), P()

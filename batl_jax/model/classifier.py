@@ -63,6 +63,8 @@ class SequenceClassifier(nnx.Module):
         )
 
     def sentence(self, input_ids, attention_mask, *, deterministic: bool = True) -> jax.Array:
+        if self.encoder is None:
+            raise ValueError("this classifier has no encoder: it takes sentence features")
         hidden = self.encoder(input_ids, attention_mask, deterministic=deterministic)
         return pool_sentence(hidden, attention_mask, self.pooling)
 

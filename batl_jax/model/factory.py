@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -64,7 +65,7 @@ class ModelFactory:
         compute_dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}.get(dtype)
         if compute_dtype is None:
             raise ModelError(f"model.dtype={dtype!r}: use 'float32' or 'bfloat16'")
-        kwargs = {"revision": revision} if revision else {}
+        kwargs: dict[str, Any] = {"revision": revision} if revision else {}
         try:
             pre = hf_params.load_pretrained(
                 self.path, with_pooler=True, with_mlm_head=with_mlm_head, dtype=compute_dtype,
@@ -95,7 +96,9 @@ class ModelFactory:
         self.embed_dim = embed_dim
         self.normalize = normalize
         self.dtype = dtype
-        self._enc_graphdef, enc_params, self._enc_rest = nnx.split(pre.encoder, nnx.Param, ...)
+        self._enc_graphdef, enc_params, self._enc_rest = cast(
+            tuple[Any, Any, Any], nnx.split(pre.encoder, nnx.Param, ...)
+        )
         # Host copies: every round's model gets new device buffers, so donating a round's
         # parameters never invalidates the pristine weights.
         self._enc_params = jax.device_get(enc_params)

@@ -27,6 +27,7 @@ import os
 import pathlib
 import re
 from collections.abc import Callable, Iterable
+from typing import Any, TypeVar, cast
 
 import jax
 import jax.numpy as jnp
@@ -256,9 +257,12 @@ class PretrainedBert:
     has_mlm_weights: bool
 
 
+_M = TypeVar("_M", bound=nnx.Module)
+
+
 def _assemble(
-    ctor: Callable[[], nnx.Module], name: str, tensors: dict[str, np.ndarray], errors: list[str]
-) -> nnx.Module | None:
+    ctor: Callable[[], _M], name: str, tensors: dict[str, np.ndarray], errors: list[str]
+) -> _M | None:
     """Build ``ctor()``'s module abstractly, fill its Params from ``tensors``, merge.
 
     ``tensors`` maps NNX paths (``"<name>.<path in module>"``) to already-transformed
@@ -269,9 +273,9 @@ def _assemble(
     built module with the same seed.
     """
     abstract = nnx.eval_shape(ctor)
-    graphdef, params, rest = nnx.split(abstract, nnx.Param, ...)
-    rest = jax.jit(lambda: nnx.split(ctor(), nnx.Param, ...)[2])()
-    pure = nnx.to_pure_dict(params)
+    graphdef, params, rest = cast(tuple[Any, Any, Any], nnx.split(abstract, nnx.Param, ...))
+    rest = jax.jit(lambda: cast(tuple[Any, Any, Any], nnx.split(ctor(), nnx.Param, ...))[2])()
+    pure: Any = nnx.to_pure_dict(params)
     ok = True
     for path, var in nnx.to_flat_state(params):
         full = ".".join([name, *map(str, path)])
@@ -390,6 +394,7 @@ def load_pretrained(
             f"first: {errors[0]}); re-download the model or fix config.json",
             details=errors,
         )
+    assert encoder is not None  # _assemble returned None only beside an error, raised above
     return PretrainedBert(config, encoder, pooler, mlm_head, path, has_pooler, has_mlm)
 
 

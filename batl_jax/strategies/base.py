@@ -53,13 +53,21 @@ class FeatureContext(Protocol):
     keeps a frozen-model feature on disk under ``kind``/``key`` plus the token ids.
     """
 
-    mesh: Mesh
-    head_mode: bool
-    tokenizer: Any
-    factory: Any
-    encoded: Mapping[str, Any]
-    buckets: tuple[int, ...]
-    batch_size: int
+    # Read-only (properties), so a frozen dataclass satisfies the protocol.
+    @property
+    def mesh(self) -> Mesh: ...
+    @property
+    def head_mode(self) -> bool: ...
+    @property
+    def tokenizer(self) -> Any: ...
+    @property
+    def factory(self) -> Any: ...
+    @property
+    def encoded(self) -> Mapping[str, Any]: ...
+    @property
+    def buckets(self) -> tuple[int, ...]: ...
+    @property
+    def batch_size(self) -> int: ...
 
     def forward(
         self, fit: Any, keys: tuple[str, ...], *, stochastic: bool = False,
@@ -90,9 +98,12 @@ class Feature(Protocol):
       pass_keys: outputs of the round's one deterministic pool pass it reads (``have``).
     """
 
-    name: str
-    static: bool
-    pass_keys: tuple[str, ...]
+    @property
+    def name(self) -> str: ...
+    @property
+    def static(self) -> bool: ...
+    @property
+    def pass_keys(self) -> tuple[str, ...]: ...
 
     def compute(
         self, ctx: FeatureContext, fit: Any, have: Mapping[str, np.ndarray]
@@ -141,6 +152,13 @@ class SelectionInput:
     seed: int
     mesh: Mesh
     config: Any = None
+
+    @property
+    def pool(self) -> FeatureView:
+        """``features`` for a strategy that reads them (all but ``random``)."""
+        if self.features is None:
+            raise ValueError("this strategy reads pool features, but the round computed none")
+        return self.features
 
 
 @dataclasses.dataclass(frozen=True)

@@ -63,7 +63,7 @@ def _mc_probs(inp: SelectionInput) -> np.ndarray:
 
 
 def _candidates(inp: SelectionInput) -> np.ndarray:
-    m = np.zeros(inp.features.num_rows, dtype=bool)
+    m = np.zeros(inp.pool.num_rows, dtype=bool)
     m[inp.unlabeled] = True
     return m
 

@@ -140,7 +140,7 @@ def dal_select(
 def select_dal(inp: SelectionInput, k: int) -> Selection:
     cfg = inp.config
     picks, p = dal_select(
-        inp.features.sentence, inp.labeled, inp.unlabeled, k, seed=inp.seed,
+        inp.pool.sentence, inp.labeled, inp.unlabeled, k, seed=inp.seed,
         sub_rounds=cfg.sub_rounds, steps=cfg.steps, batch=cfg.batch, hidden=cfg.hidden, lr=cfg.lr,
     )  # fmt: skip
     return Selection(indices=picks, scores={"unlabeled_logit_margin": p})

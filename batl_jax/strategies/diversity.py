@@ -25,7 +25,8 @@ def _mask(n: int, rows: np.ndarray) -> np.ndarray:
 def select_coreset(inp: SelectionInput, k: int) -> Selection:
     """Greedy k-center on s(x) (``coreset.features = sentence``) or [s; h_C] (``concat``):
     each pick is the unlabeled row farthest from the labeled set and earlier picks."""
-    feats, n = inp.features, inp.features.num_rows
+    feats = inp.pool
+    n = feats.num_rows
     which = inp.config.features if inp.config is not None else "sentence"
     if which == "sentence":
         x = feats.sentence
@@ -42,7 +43,8 @@ def select_coreset(inp: SelectionInput, k: int) -> Selection:
 @register("badge")
 def select_badge(inp: SelectionInput, k: int) -> Selection:
     """k-means++ seeding on ``g(x) = (p − onehot(ŷ)) ⊗ h_C(x)`` in factored form."""
-    feats, n = inp.features, inp.features.num_rows
+    feats = inp.pool
+    n = feats.num_rows
     probs = softmax(feats.logits)
     picks = badge_kmeans_pp(
         probs, feats.hidden, _mask(n, inp.unlabeled), k, key=jax.random.key(inp.seed), mesh=inp.mesh

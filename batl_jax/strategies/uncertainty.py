@@ -25,7 +25,7 @@ def select_random(inp: SelectionInput, k: int) -> Selection:
 @register("conf")
 def select_least_confident(inp: SelectionInput, k: int) -> Selection:
     """Largest ``1 - max_c p(x)_c``."""
-    p = _probs(inp.features.logits[inp.unlabeled])
+    p = _probs(inp.pool.logits[inp.unlabeled])
     score = 1.0 - p.max(axis=1)
     pos = top_k_desc(score, k)
     return Selection(indices=inp.unlabeled[pos], scores={"least_confidence": score[pos]})
@@ -34,7 +34,7 @@ def select_least_confident(inp: SelectionInput, k: int) -> Selection:
 @register("entropy")
 def select_entropy(inp: SelectionInput, k: int) -> Selection:
     """Largest predictive entropy ``-sum_c p log p``."""
-    p = _probs(inp.features.logits[inp.unlabeled])
+    p = _probs(inp.pool.logits[inp.unlabeled])
     score = -(p * np.log(np.clip(p, 1e-30, None))).sum(axis=1)
     pos = top_k_desc(score, k)
     return Selection(indices=inp.unlabeled[pos], scores={"entropy": score[pos]})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -137,8 +138,10 @@ def fit_mlm_head(
     if steps <= 0 or len(rows) == 0:
         return mlm_head, info
 
-    enc_gd, enc_params, enc_rest = nnx.split(encoder, nnx.Param, ...)
-    head_gd, head_params, head_rest = nnx.split(mlm_head, nnx.Param, ...)
+    enc_gd, enc_params, enc_rest = cast(tuple[Any, Any, Any], nnx.split(encoder, nnx.Param, ...))
+    head_gd, head_params, head_rest = cast(
+        tuple[Any, Any, Any], nnx.split(mlm_head, nnx.Param, ...)
+    )
     tx = _fit_optimizer(float(weight_decay))
     repl = sharding.replicated(mesh)
     enc_params, enc_rest, head_rest = (
@@ -152,7 +155,7 @@ def fit_mlm_head(
 
     rng = np.random.default_rng(seed)
     put = lambda x: sharding.put_global(x, sharding.row_sharded(mesh))  # noqa: E731
-    losses = []
+    losses: list[Any] = []  # device scalars until the one device_get below
     with tqdm(total=steps, desc="fit MLM head", unit="step", leave=False, disable=None) as bar:
         while len(losses) < steps:
             for batch in data.training_batches(enc, rows, batch_size, buckets, rng):

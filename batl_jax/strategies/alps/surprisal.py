@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -237,7 +238,9 @@ def position_losses(
     n, p = positions.shape
     shards = sharding.num_shards(mesh)
     batch_size = -(-batch_size // shards) * shards
-    graphdef, params, rest = nnx.split(_EncoderWithHead(encoder, mlm_head), nnx.Param, ...)
+    graphdef, params, rest = cast(
+        tuple[Any, Any, Any], nnx.split(_EncoderWithHead(encoder, mlm_head), nnx.Param, ...)
+    )
     params = sharding.put_tree(params, sharding.replicated(mesh))
     rest = sharding.put_tree(rest, sharding.replicated(mesh))
     feed = enc if input_ids is None else data.Encoded(input_ids, enc.lengths, enc.pad_id)
