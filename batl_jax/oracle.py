@@ -111,8 +111,11 @@ def read_pending(workdir: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        pending = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(pending["round"], int) and isinstance(pending["label_names"], list):
+            return pending
+        raise TypeError("round or label_names of the wrong type")
+    except (ValueError, KeyError, TypeError) as e:  # JSON and UTF-8 errors are ValueErrors
         raise StateError(
             f"{path} is damaged; rerun batl_jax.main with the same --workdir to rewrite it"
         ) from e
@@ -121,12 +124,15 @@ def read_pending(workdir: Path) -> dict | None:
 def read_batch(workdir: Path, round_: int) -> list[dict]:
     path = query_path(workdir, round_)
     try:
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        if all(isinstance(r, dict) and {"id", "row", "text", "hints"} <= r.keys() for r in rows):
+            return rows
+        raise ValueError("a line is not a query record")
     except FileNotFoundError as e:
         raise StateError(
             f"{path} is missing; rerun batl_jax.main with the same --workdir to rewrite it"
         ) from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
         raise StateError(
             f"{path} is damaged; rerun batl_jax.main with the same --workdir to rewrite it"
         ) from e
@@ -145,6 +151,8 @@ def read_labels(workdir: Path) -> dict[str, dict]:
     for number, line in enumerate(text.splitlines(), start=1):
         try:
             rec = json.loads(line)
+            if not isinstance(rec["label"], str):
+                raise TypeError("label is not a string")
             out[str(rec["id"])] = rec
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise StateError(

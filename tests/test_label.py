@@ -298,3 +298,37 @@ def test_finished_run_is_reported(tmp_path, capsys):
     assert label.main(["export", f"--workdir={work}"]) == 2
     assert "error: the run has finished" in capsys.readouterr().err
     assert not (work / "export").exists()
+
+
+DAMAGED = {
+    "pending-a-list": ("queries/pending.json", "[0]", "pending.json is damaged"),
+    "pending-no-labels": ("queries/pending.json", '{"round": 0}', "pending.json is damaged"),
+    "batch-line-a-string": ("queries/round_0.jsonl", '"s1"\n', "round_0.jsonl is damaged"),
+    "labels-line-no-label": ("labels.jsonl", '{"id": "s1"}\n', "labels.jsonl line 1 is damaged"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGED))
+@pytest.mark.parametrize("command", ["status", "export", "import"])
+def test_damaged_workdir_file_is_one_error_line(case, command, tmp_path, capsys):
+    rel, content, problem = DAMAGED[case]
+    work = pending_workdir(tmp_path / "w")
+    (work / rel).write_text(content)
+    labels = tmp_path / "l.jsonl"
+    labels.write_text('{"id": "s1", "label": "method"}\n')
+    before = tree_hashes(work)
+    argv = [command, f"--workdir={work}"] + ([str(labels)] if command == "import" else [])
+    assert label.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and problem in err and "Traceback" not in err
+    assert tree_hashes(work) == before
+
+
+def test_unreadable_csv_is_one_error_line(tmp_path, capsys):
+    work = pending_workdir(tmp_path / "w")
+    f = tmp_path / "l.csv"
+    f.write_bytes(b'id,label\ns1,method\ns3,"' + b"x" * 200_000 + b'"\n')  # past csv's limit
+    assert label.main(["import", f"--workdir={work}", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "l.csv line 3 is not readable CSV" in err
+    assert not (work / "labels.jsonl").exists()

@@ -118,7 +118,10 @@ def export(workdir: Path, out: Path | None = None, everything: bool = False) -> 
 def _check(entries: list[Entry], pending: dict, row_of: dict, labels: dict, allow_blank: bool):
     """(problems, new label records, already-imported count, blanks skipped)."""
     r, names = pending["round"], pending["label_names"]
-    errors, new, seen, repeats, blanks = [], [], {}, 0, 0
+    errors: list[str] = []
+    new: list[dict] = []
+    seen: dict[str, str] = {}
+    repeats = blanks = 0
     for e in entries:
         rid = "" if e.id is None else str(e.id).strip()
         label = "" if e.label is None else str(e.label).strip()

@@ -103,7 +103,7 @@ def labelstudio_task(b: dict, round_: int, extra: list[str]) -> dict:
         data.update(head=b["entities"]["head"]["text"], tail=b["entities"]["tail"]["text"])
     given = b.get("columns") or {}
     data.update({name: given.get(name) for name in extra})
-    task = {"data": data}
+    task: dict[str, object] = {"data": data}
     if b["hints"]:
         top = b["hints"][0]
         task["predictions"] = [
@@ -295,9 +295,12 @@ def _csv_entries(name: str, text: str) -> list[Entry]:
         )
     reader.fieldnames = fields
     out, start = [], 2
-    for rec in reader:
-        out.append(Entry(f"{name} line {start}", rec.get(key), rec.get("label")))
-        start = reader.line_num + 1
+    try:
+        for rec in reader:
+            out.append(Entry(f"{name} line {start}", rec.get(key), rec.get("label")))
+            start = reader.line_num + 1
+    except csv.Error as e:  # a NUL byte, a field past the size limit
+        raise DataError(f"{name} line {start} is not readable CSV ({e}); fix that line") from e
     return out
 
 

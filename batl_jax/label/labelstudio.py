@@ -66,14 +66,11 @@ def client(url: str | None, api_key: str | None):
 
 
 @contextlib.contextmanager
-def _server(url: str):
+def _server(url: str | None):
     """Turn the SDK's and httpx's exceptions into one line naming the server."""
     import httpx
+    from label_studio_sdk.core.api_error import ApiError
 
-    try:
-        from label_studio_sdk.core.api_error import ApiError
-    except ImportError:  # the caller reports the missing SDK
-        ApiError = ()  # noqa: N806
     try:
         yield
     except ApiError as e:
@@ -82,7 +79,7 @@ def _server(url: str):
         body = " ".join(str(body)[:200].split())
         raise ServerError(
             f"Label Studio at {url} answered {e.status_code} ({body}); "
-            f"{hint.get(e.status_code, 'check the server log')}"
+            f"{hint.get(e.status_code or 0, 'check the server log')}"
         ) from e
     except httpx.HTTPError as e:
         raise ServerError(
@@ -99,7 +96,7 @@ def _choices(label_config: str) -> list[str] | None:
         return None
     for node in root.iter("Choices"):
         if node.get("name") == formats.CONTROL:
-            return [c.get("value") for c in node.iter("Choice")]
+            return [c.get("value", "") for c in node.iter("Choice")]
     return None
 
 
