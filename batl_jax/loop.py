@@ -129,9 +129,16 @@ def _rounds(parts: setup.Parts, files: RunFiles, state: LoopState) -> str | None
     for r in range(state.round, cfg.al.rounds):
         last = r == cfg.al.rounds - 1 or len(labeled) == n
         result = rounds.run_round(
-            parts, r, labeled, labels, prev_params=prev_params, last=last, static=static,
-            analyze=analyze, times=times,
-        )  # fmt: skip
+            parts,
+            r,
+            labeled,
+            labels,
+            prev_params=prev_params,
+            last=last,
+            static=static,
+            analyze=analyze,
+            times=times,
+        )
         times = {}
         _write_round(files, result)
         if last:

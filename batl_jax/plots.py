@@ -71,9 +71,12 @@ def learning_curves(study: Study, path: Path) -> bool:
     for v, points in curves:
         _band(ax, points, scale=100, color=colors[v.label], label=_seeds(v))
     majority = [
-        r["test_majority_rate"] for v in variants for run in v.runs for r in run.rows[:1]
+        r["test_majority_rate"]
+        for v in variants
+        for run in v.runs
+        for r in run.rows[:1]
         if "test_majority_rate" in r
-    ]  # fmt: skip
+    ]
     if majority:
         ax.axhline(100 * np.mean(majority), color="grey", linestyle=":", label="majority class")
     ax.set_xlabel("labeled training samples (count)")

@@ -41,11 +41,22 @@ def cache_key(parts: Parts) -> str:
     t = parts.cfg.train
     labels = np.ascontiguousarray(parts.dataset.train.labels, dtype=np.int64)
     return "|".join(
-        [parts.factory.identity(), "reference-v1", t.mode, str(parts.task.num_labels),
-         hashlib.sha256(labels.tobytes()).hexdigest()[:16], str(epochs(parts)),
-         str(t.min_steps), str(t.lr), str(t.batch_size), str(t.warmup_ratio),
-         str(t.weight_decay), str(t.dropout), str(SEED)]
-    )  # fmt: skip
+        [
+            parts.factory.identity(),
+            "reference-v1",
+            t.mode,
+            str(parts.task.num_labels),
+            hashlib.sha256(labels.tobytes()).hexdigest()[:16],
+            str(epochs(parts)),
+            str(t.min_steps),
+            str(t.lr),
+            str(t.batch_size),
+            str(t.warmup_ratio),
+            str(t.weight_decay),
+            str(t.dropout),
+            str(SEED),
+        ]
+    )
 
 
 def entropy(parts: Parts) -> np.ndarray:
@@ -80,8 +91,10 @@ def train_reference(parts: Parts, path=None) -> tuple[np.ndarray, dict]:
             "fine-tuning the FULL model on all %d training rows for %d epochs, once "
             "(cached at %s); this costs as much as a round on the whole split. Set "
             "--config.analysis.enabled=False to skip the analysis metrics.",
-            n, epochs(parts), path,
-        )  # fmt: skip
+            n,
+            epochs(parts),
+            path,
+        )
     t0 = time.perf_counter()
     factory = copy.copy(parts.factory)  # shares the host weights; only the head differs
     factory.embed_dim = 0  # no BATL layer: the same reference for every strategy
@@ -93,12 +106,19 @@ def train_reference(parts: Parts, path=None) -> tuple[np.ndarray, dict]:
     sentence = parts.ctx.model_input("train")
     rows = np.arange(n)
     fit = train.fit(
-        model, steps,
+        model,
+        steps,
         lambda epoch: data.training_batches(enc, rows, parts.train_batch, buckets, rng),
-        n, parts.dataset.train.labels, batch_size=parts.train_batch, epochs=epochs(parts),
-        min_steps=rec.min_steps, lr=rec.lr, warmup_ratio=rec.warmup_ratio,
-        sentence_cache=sentence, desc="reference classifier",
-    )  # fmt: skip
+        n,
+        parts.dataset.train.labels,
+        batch_size=parts.train_batch,
+        epochs=epochs(parts),
+        min_steps=rec.min_steps,
+        lr=rec.lr,
+        warmup_ratio=rec.warmup_ratio,
+        sentence_cache=sentence,
+        desc="reference classifier",
+    )
     out = parts.passes.run(steps, fit.params, fit.rest, "train", ("logits",), sentence=sentence)
     ent = analysis.entropy(out["logits"])
     seconds = round(time.perf_counter() - t0, 2)

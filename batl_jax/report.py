@@ -154,8 +154,19 @@ def csv_text(studies: list[Study]) -> str:
         for v in study.variants:
             for q in quantities:
                 for p in per_round(v, q):
-                    w.writerow([study.title, v.label, v.strategy, p["round"], f"{p['labeled']:g}",
-                                q, repr(p["mean"]), repr(p["std"]), p["n"]])  # fmt: skip
+                    w.writerow(
+                        [
+                            study.title,
+                            v.label,
+                            v.strategy,
+                            p["round"],
+                            f"{p['labeled']:g}",
+                            q,
+                            repr(p["mean"]),
+                            repr(p["std"]),
+                            p["n"],
+                        ]
+                    )
             for q, (m, s, n) in summary(v, study.metric).items():
                 w.writerow([study.title, v.label, v.strategy, "", "", q, repr(m), repr(s), n])
         for ref in results.paired_references(study):

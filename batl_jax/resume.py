@@ -47,8 +47,10 @@ def check_state(state: LoopState, parts: setup.Parts, where: Path) -> None:
     cfg, n = parts.cfg, len(parts.dataset.train)
     fix = "restore what changed, or use a new --workdir"
     if state.seed != cfg.seed:
-        raise StateError(f"the checkpoint in {where} was made with seed {state.seed}, the config "
-                         f"says seed {cfg.seed}; {fix}")  # fmt: skip
+        raise StateError(
+            f"the checkpoint in {where} was made with seed {state.seed}, the config "
+            f"says seed {cfg.seed}; {fix}"
+        )
     if state.fingerprint is not None:
         now = fingerprint(parts)
         if state.fingerprint[0] != now[0]:

@@ -91,10 +91,19 @@ def fit(parts: Parts, r: int, labeled: np.ndarray, labels: np.ndarray, prev_para
             yield batch
 
     result = train.fit(
-        model, parts.steps, batches, len(labeled), labels, batch_size=parts.train_batch,
-        epochs=rec.epochs, min_steps=rec.min_steps, lr=rec.lr, warmup_ratio=rec.warmup_ratio,
-        sentence_cache=parts.ctx.model_input("train"), desc=f"round {r} train",
-    )  # fmt: skip
+        model,
+        parts.steps,
+        batches,
+        len(labeled),
+        labels,
+        batch_size=parts.train_batch,
+        epochs=rec.epochs,
+        min_steps=rec.min_steps,
+        lr=rec.lr,
+        warmup_ratio=rec.warmup_ratio,
+        sentence_cache=parts.ctx.model_input("train"),
+        desc=f"round {r} train",
+    )
     if result.steps and not math.isfinite(result.final_loss):
         raise StateError(
             f"round {r}: the training loss is not finite ({result.final_loss}): the model "
@@ -227,8 +236,13 @@ def make_analyze(parts: Parts, reference_entropy: Callable[[], np.ndarray] | Non
 
     def analyze(feats: PoolFeatures, selected: np.ndarray, unlabeled: np.ndarray) -> dict:
         return analysis.batch_metrics(
-            feats.sentence, feats.hidden, selected, unlabeled, mesh=parts.mesh,
-            density_k=density_k, reference_entropy=reference_entropy,
-        )  # fmt: skip
+            feats.sentence,
+            feats.hidden,
+            selected,
+            unlabeled,
+            mesh=parts.mesh,
+            density_k=density_k,
+            reference_entropy=reference_entropy,
+        )
 
     return analyze

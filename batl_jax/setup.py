@@ -184,10 +184,17 @@ def build(cfg, mesh) -> Parts:
     steps = _steps(factory, not head_mode, mesh, loss, cfg.train.weight_decay)
     encoder_steps = _steps(factory, True, mesh, train.LossConfig(), 0.0) if head_mode else steps
     ctx = PoolContext(
-        mesh=mesh, head_mode=head_mode, tokenizer=tokenizer, factory=factory, encoded=encoded,
-        buckets=buckets, passes=passes, steps=steps, encoder_steps=encoder_steps,
+        mesh=mesh,
+        head_mode=head_mode,
+        tokenizer=tokenizer,
+        factory=factory,
+        encoded=encoded,
+        buckets=buckets,
+        passes=passes,
+        steps=steps,
+        encoder_steps=encoder_steps,
         model_key=passes.model_key,
-    )  # fmt: skip
+    )
     t = cfg.train
     return Parts(
         cfg=cfg,

@@ -196,8 +196,12 @@ def run_sweep(
     seconds = time.perf_counter() - t_start
     log.info(
         "sweep: %d run(s) done, %d skipped, %d failed in %.1f s; report: %s",
-        len(ran), len(skipped), len(failed), seconds, ", ".join(map(str, files)),
-    )  # fmt: skip
+        len(ran),
+        len(skipped),
+        len(failed),
+        seconds,
+        ", ".join(map(str, files)),
+    )
     return SweepResult(ran, skipped, failed, files, seconds)
 
 

@@ -30,7 +30,7 @@ def make_optimizer(weight_decay: float) -> optax.GradientTransformation:
     round, whatever its number of steps.
     """
     # No decay on biases and LayerNorm scales (1-D), as in BERT's recipe.
-    mask = lambda params: jax.tree.map(lambda x: x.ndim > 1, params)  # noqa: E731
+    mask = lambda params: jax.tree.map(lambda x: x.ndim > 1, params)
     return optax.inject_hyperparams(optax.adamw)(
         learning_rate=0.0, weight_decay=weight_decay, mask=mask
     )
@@ -102,7 +102,7 @@ def split_model(model: nnx.Module):
 
 
 def _device_batch(batch: Batch, mesh, sentence_cache: np.ndarray | None):
-    put = lambda x: sharding.put_global(x, sharding.row_sharded(mesh))  # noqa: E731
+    put = lambda x: sharding.put_global(x, sharding.row_sharded(mesh))
     if sentence_cache is not None:
         rows = np.where(batch.rows >= 0, batch.rows, 0)
         return {"sentence": put(sentence_cache[rows])}
@@ -147,7 +147,7 @@ def fit(
     opt_state = steps_fn.init_opt_state(params)
     if num_rows == 0:
         return FitResult(params, rest, 0, float("nan"))
-    put = lambda x: sharding.put_global(x, sharding.row_sharded(mesh))  # noqa: E731
+    put = lambda x: sharding.put_global(x, sharding.row_sharded(mesh))
     step, loss, epoch = 0, jnp.zeros(()), 0
     with progress(total=total, desc=desc, unit="step") as bar:
         while step < total:

@@ -86,9 +86,14 @@ def test_batch_metrics_combines_the_three_metrics(mesh8):
 
     def an(feats, selected, unlabeled, reference_entropy=lambda: ent):
         return analysis.batch_metrics(
-            feats.sentence, feats.hidden, selected, unlabeled, mesh=mesh8, density_k=10,
+            feats.sentence,
+            feats.hidden,
+            selected,
+            unlabeled,
+            mesh=mesh8,
+            density_k=10,
             reference_entropy=reference_entropy,
-        )  # fmt: skip
+        )
 
     unlabeled = np.setdiff1d(np.arange(n), [0, 5, 7])
     selected = np.array([9, 2, 30])

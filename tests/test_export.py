@@ -48,8 +48,9 @@ def _perturbed_params(model, scale: float, seed: int) -> dict:
     pure = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     leaves, tree = jax.tree.flatten(pure)
     rng = np.random.default_rng(seed)
-    noisy = [np.asarray(x) + scale * rng.standard_normal(np.shape(x)).astype(np.float32)
-             for x in leaves]  # fmt: skip
+    noisy = [
+        np.asarray(x) + scale * rng.standard_normal(np.shape(x)).astype(np.float32) for x in leaves
+    ]
     return jax.tree.unflatten(tree, noisy)
 
 
@@ -63,9 +64,14 @@ def make_workdir(tmp: Path, *, pooling="cls", mode="full", task="classification"
     meta = _meta(model_dir, pooling=pooling, mode=mode, task=task, labels=labels)
     tokenizer = store.task_tokenizer(str(model_dir), meta)
     factory = ModelFactory(
-        str(model_dir), len(labels), pooling=pooling, dropout=0.1, embed_dim=8,
-        normalize=True, vocab_size=len(tokenizer),
-    )  # fmt: skip
+        str(model_dir),
+        len(labels),
+        pooling=pooling,
+        dropout=0.1,
+        embed_dim=8,
+        normalize=True,
+        vocab_size=len(tokenizer),
+    )
     model = factory.classifier(7, with_encoder=mode == "full")
     params = _perturbed_params(model, 0.05, seed=11)
     workdir = tmp / "run"
@@ -112,8 +118,14 @@ def test_store_round_trip(tmp_path):
     workdir, meta = make_workdir(tmp_path, mode="head")
     params, read = store.load_final(workdir)
     assert read == meta
-    assert set(params) == {"head_dense/kernel", "head_dense/bias", "out/kernel", "out/bias",
-                           "integrate/kernel", "integrate/bias"}  # fmt: skip
+    assert set(params) == {
+        "head_dense/kernel",
+        "head_dense/bias",
+        "out/kernel",
+        "out/bias",
+        "integrate/kernel",
+        "integrate/bias",
+    }
     assert not list((workdir / "model").glob("*.tmp"))
 
 

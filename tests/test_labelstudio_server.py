@@ -65,12 +65,21 @@ def server(tmp_path_factory):
         "SENTRY_DSN": "",
         "FRONTEND_SENTRY_DSN": "",
     }
-    cmd = [str(SERVER_BIN), "start", "--no-browser", "--internal-host", "127.0.0.1",
-           "--port", str(port), "--enable-legacy-api-token"]  # fmt: skip
+    cmd = [
+        str(SERVER_BIN),
+        "start",
+        "--no-browser",
+        "--internal-host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--enable-legacy-api-token",
+    ]
     log = (root / "server.log").open("w")
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         while True:
@@ -151,8 +160,12 @@ def test_push_pull_and_the_servers_csv_export(server, tmp_path, capsys):
 
     # The server's own CSV export (its task "id" beside our batl_id) imports too.
     assert _annotate(server, pid, gold) == 1
-    r = httpx.get(f"{server}/api/projects/{pid}/export", params={"exportType": "CSV"},
-                  headers={"Authorization": f"Token {TOKEN}"}, timeout=60)  # fmt: skip
+    r = httpx.get(
+        f"{server}/api/projects/{pid}/export",
+        params={"exportType": "CSV"},
+        headers={"Authorization": f"Token {TOKEN}"},
+        timeout=60,
+    )
     r.raise_for_status()
     exported = tmp_path / "export.csv"
     exported.write_bytes(r.content)
@@ -171,8 +184,14 @@ def test_a_human_oracle_run_labelled_in_label_studio(server, tmp_path, capsys):
         records = [json.loads(line) for line in f]
     gold = {str(i): r["label"] for i, r in enumerate(records)}
     write_jsonl_gz(data / "csabstruct" / "train.jsonl.gz", [{"text": r["text"]} for r in records])
-    cfg = tiny_config(model, data__dir=str(data), al__oracle="human", al__strategy="entropy",
-                      train__mode="head", analysis__enabled=False)  # fmt: skip
+    cfg = tiny_config(
+        model,
+        data__dir=str(data),
+        al__oracle="human",
+        al__strategy="entropy",
+        train__mode="head",
+        analysis__enabled=False,
+    )
     work = tmp_path / "human"
     flags = [f"--workdir={work}", f"--api-key={TOKEN}"]
     t0 = time.monotonic()

@@ -14,7 +14,7 @@ import pytest
 
 from batl_jax import main as batl_main
 from batl_jax.errors import ConfigError, DataError, ModelError
-from tests.run_helpers import DATA_DIR, REPO, tiny_config  # noqa: F401 (re-exported)
+from tests.run_helpers import DATA_DIR, REPO, tiny_config
 from tests.tiny_bert import save_tiny_bert
 
 

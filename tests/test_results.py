@@ -29,22 +29,35 @@ def _fake_run(path: Path, strategy: str, seed: int, accs, *, lam=1.0, analysis=T
     (path / "config.json").write_text(json.dumps(c.to_dict(), default=str))
     rows = []
     for r, (n, acc) in enumerate(zip(LABELED, accs, strict=True)):
-        row = {"round": r, "labeled": n, "strategy": strategy, "seed": seed,
-               "test": {"accuracy": acc, "macro_f1": acc / 2}, "test_majority_rate": 0.3,
-               "time": {"train_s": 1.0, "eval_s": 0.5}}  # fmt: skip
+        row = {
+            "round": r,
+            "labeled": n,
+            "strategy": strategy,
+            "seed": seed,
+            "test": {"accuracy": acc, "macro_f1": acc / 2},
+            "test_majority_rate": 0.3,
+            "time": {"train_s": 1.0, "eval_s": 0.5},
+        }
         if analysis and r < len(LABELED) - 1:
-            row["analysis"] = {"diversity": 10 * acc + seed, "uncertainty": 1 - acc,
-                               "density": 0.9 + acc / 10}  # fmt: skip
+            row["analysis"] = {
+                "diversity": 10 * acc + seed,
+                "uncertainty": 1 - acc,
+                "density": 0.9 + acc / 10,
+            }
         rows.append(row)
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
 ACCS = {
-    ("rand", 0): [0.4, 0.5, 0.55], ("rand", 1): [0.42, 0.48, 0.6],
-    ("entropy", 0): [0.4, 0.52, 0.6], ("entropy", 1): [0.42, 0.5, 0.62],
-    ("batl", 0): [0.4, 0.6, 0.7], ("batl", 1): [0.42, 0.58, 0.66],
-    ("batl_l05", 0): [0.4, 0.55, 0.65], ("batl_l05", 1): [0.42, 0.57, 0.61],
-}  # fmt: skip
+    ("rand", 0): [0.4, 0.5, 0.55],
+    ("rand", 1): [0.42, 0.48, 0.6],
+    ("entropy", 0): [0.4, 0.52, 0.6],
+    ("entropy", 1): [0.42, 0.5, 0.62],
+    ("batl", 0): [0.4, 0.6, 0.7],
+    ("batl", 1): [0.42, 0.58, 0.66],
+    ("batl_l05", 0): [0.4, 0.55, 0.65],
+    ("batl_l05", 1): [0.42, 0.57, 0.61],
+}
 
 
 @pytest.fixture
@@ -114,21 +127,30 @@ def test_report_cli_writes_tables_and_figures(fake_runs, tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run(
         [sys.executable, "-m", "batl_jax.report", str(fake_runs), f"--out={out}"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     for name in ("results.md", "results.csv", "curves.png", "analysis.png", "lambda.png"):
         assert (out / name).stat().st_size > 0, name
     rows = list(csv.DictReader((out / "results.csv").open()))
-    cell = [r for r in rows if r["variant"] == "rand" and r["round"] == "2"
-            and r["quantity"] == "test.accuracy"]  # fmt: skip
+    cell = [
+        r
+        for r in rows
+        if r["variant"] == "rand" and r["round"] == "2" and r["quantity"] == "test.accuracy"
+    ]
     assert float(cell[0]["mean"]) == pytest.approx(0.575) and cell[0]["n"] == "2"
     md = (out / "results.md").read_text()
     assert "batl (λ=0.5)" in md and "57.50 ± 3.54" in md
     bad = subprocess.run(
         [sys.executable, "-m", "batl_jax.report", str(tmp_path / "nope")],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and bad.stderr.startswith("error:")
 
 
@@ -158,12 +180,14 @@ def test_rounds_out_of_order_are_refused(fake_runs):
 
 @pytest.mark.parametrize(
     ("edit", "why"),
-    [(lambda r: {**r, "test": {"accuracy": math.nan}}, "test.accuracy is not a finite number"),
-     (lambda r: {**r, "time": {"train_s": None}}, "time.train_s is not a finite number"),
-     (lambda r: {**r, "analysis": [1]}, "'analysis' is not an object"),
-     (lambda r: {k: v for k, v in r.items() if k != "labeled"}, "no finite 'labeled' count")],
+    [
+        (lambda r: {**r, "test": {"accuracy": math.nan}}, "test.accuracy is not a finite number"),
+        (lambda r: {**r, "time": {"train_s": None}}, "time.train_s is not a finite number"),
+        (lambda r: {**r, "analysis": [1]}, "'analysis' is not an object"),
+        (lambda r: {k: v for k, v in r.items() if k != "labeled"}, "no finite 'labeled' count"),
+    ],
     ids=["nan", "none_time", "not_dict", "no_labeled"],
-)  # fmt: skip
+)
 def test_rows_a_report_would_misread_are_refused(fake_runs, edit, why):
     """NaN was dropped from the means without a word; a missing count was a KeyError."""
     metrics = fake_runs / "entropy" / "seed1" / "metrics.jsonl"
@@ -198,8 +222,11 @@ def test_a_damaged_line_is_an_error_naming_it(fake_runs):
 def _cli(*args):
     return subprocess.run(
         [sys.executable, "-m", "batl_jax.report", *map(str, args)],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _bad_config(root):
@@ -226,12 +253,14 @@ def _only_torn(root):
 
 @pytest.mark.parametrize(
     ("damage", "why"),
-    [(_bad_config, "config.json is not valid JSON"),
-     (_list_config, "config.json is not a config object"),
-     (_dup_rounds, "round 0 a second time"),
-     (_blank_line, "line 1 is not a JSON object"),
-     (_only_torn, "no run with a finished round")],
-)  # fmt: skip
+    [
+        (_bad_config, "config.json is not valid JSON"),
+        (_list_config, "config.json is not a config object"),
+        (_dup_rounds, "round 0 a second time"),
+        (_blank_line, "line 1 is not a JSON object"),
+        (_only_torn, "no run with a finished round"),
+    ],
+)
 def test_report_cli_refuses_bad_runs_in_one_line(fake_runs, tmp_path, damage, why):
     damage(fake_runs)
     out = tmp_path / "out"

@@ -74,10 +74,12 @@ def test_a_line_that_is_not_utf8_is_an_error(tmp_path):
 
 @pytest.mark.parametrize(
     ("rounds", "why"),
-    [([0, 1, 2, 1, 2], "line 4 holds round 1 a second time"),
-     ([0, 2], "line 2 holds round 2 where round 1 belongs"),
-     ([1, 2], "line 1 holds round 1 where round 0 belongs")],
-)  # fmt: skip
+    [
+        ([0, 1, 2, 1, 2], "line 4 holds round 1 a second time"),
+        ([0, 2], "line 2 holds round 2 where round 1 belongs"),
+        ([1, 2], "line 1 holds round 1 where round 0 belongs"),
+    ],
+)
 def test_rounds_out_of_order_are_refused(tmp_path, rounds, why):
     """Two runs on one workdir left [0,1,2,1,2]; truncate_to(2) used to keep [0,1,1]."""
     log = _log(tmp_path, _lines(rounds))
@@ -115,10 +117,12 @@ def test_truncate_to_cuts_the_rounds_after_the_checkpoint(tmp_path):
 
 @pytest.mark.parametrize(
     ("value", "where"),
-    [({"test": {"accuracy": math.nan}}, "test.accuracy"),
-     ({"analysis": {"density": -math.inf}}, "analysis.density"),
-     ({"scores": {"bald": [0.1, math.inf]}}, r"scores.bald\[1\]")],
-)  # fmt: skip
+    [
+        ({"test": {"accuracy": math.nan}}, "test.accuracy"),
+        ({"analysis": {"density": -math.inf}}, "analysis.density"),
+        ({"scores": {"bald": [0.1, math.inf]}}, r"scores.bald\[1\]"),
+    ],
+)
 def test_append_refuses_non_finite_values(tmp_path, value, where):
     """Old code wrote a bare NaN, which is not JSON, into metrics.jsonl."""
     log = _log(tmp_path, _lines([0]))
@@ -156,5 +160,10 @@ def test_low_layers_import_no_training_code():
     )
     assert out.returncode == 0, out.stderr
     loaded = json.loads(out.stdout)
-    assert loaded == ["batl_jax", "batl_jax.errors", "batl_jax.plots", "batl_jax.results",
-                      "batl_jax.run_files"]  # fmt: skip
+    assert loaded == [
+        "batl_jax",
+        "batl_jax.errors",
+        "batl_jax.plots",
+        "batl_jax.results",
+        "batl_jax.run_files",
+    ]

@@ -23,8 +23,14 @@ def test_plan_names_runs_and_reuses_the_default_lambda(tmp_path):
     cfg = get_base_config()
     runs = sweep.plan(cfg, tmp_path, ["rand", "batl"], [0, 1], [0.5, 1.0])
     dirs = [str(r.workdir.relative_to(tmp_path)) for r in runs]
-    assert dirs == ["rand/seed0", "rand/seed1", "batl/seed0", "batl/seed1",
-                    "batl_lambda0.5/seed0", "batl_lambda0.5/seed1"]  # fmt: skip
+    assert dirs == [
+        "rand/seed0",
+        "rand/seed1",
+        "batl/seed0",
+        "batl/seed1",
+        "batl_lambda0.5/seed0",
+        "batl_lambda0.5/seed1",
+    ]
     assert runs[-1].config(cfg).batl.lambda_ == 0.5 and runs[-1].config(cfg).seed == 1
     assert sweep.parse_seeds("3", 2) == [2, 3, 4] and sweep.parse_seeds("0,7", 0) == [0, 7]
     with pytest.raises(sweep.ConfigError, match="strategy"):
@@ -33,9 +39,15 @@ def test_plan_names_runs_and_reuses_the_default_lambda(tmp_path):
 
 @pytest.mark.parametrize(
     ("seeds", "why"),
-    [("0,0", "--seeds lists 0 twice"), ("3,1,3", "--seeds lists 3 twice"),
-     ("", "give a count"), (",", "give a count"), ("0", "give a count"), ("1.5", "give a count")],
-)  # fmt: skip
+    [
+        ("0,0", "--seeds lists 0 twice"),
+        ("3,1,3", "--seeds lists 3 twice"),
+        ("", "give a count"),
+        (",", "give a count"),
+        ("0", "give a count"),
+        ("1.5", "give a count"),
+    ],
+)
 def test_parse_seeds_refuses_repeats_and_non_counts(seeds, why):
     """--seeds=0,0 ran one experiment and reported it as n = 2 with std 0."""
     with pytest.raises(sweep.ConfigError, match=why):
@@ -64,10 +76,20 @@ def test_plan_refuses_repeated_seeds_lambdas_and_strategies(tmp_path):
 def test_sweep_cli_refuses_bad_seeds_and_lambdas_before_any_run(tmp_path):
     for flag in ("--seeds=0,0", "--lambdas=nan", "--lambdas=0.5,inf"):
         proc = subprocess.run(
-            [sys.executable, "-m", "batl_jax.sweep", "--config=configs/demo.py", flag,
-             "--strategies=rand", f"--workdir={tmp_path / 'w'}"],
-            cwd=REPO, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "batl_jax.sweep",
+                "--config=configs/demo.py",
+                flag,
+                "--strategies=rand",
+                f"--workdir={tmp_path / 'w'}",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 2, proc.stderr[-2000:]
         assert proc.stderr.strip().splitlines()[-1].startswith("error: --"), proc.stderr[-2000:]
         assert "Traceback" not in proc.stderr and not (tmp_path / "w").exists()
@@ -104,9 +126,20 @@ def test_tiny_sweep_end_to_end_and_rerun_skips(tmp_path):
         f"def get_config():\n    return tiny_config({str(model)!r}, train__mode='head')\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "batl_jax.sweep", f"--config={cfg_file}", "--strategies=conf,batl",
-         "--seeds=2", f"--workdir={work}", "--config.train.epochs=1"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "batl_jax.sweep",
+            f"--config={cfg_file}",
+            "--strategies=conf,batl",
+            "--seeds=2",
+            f"--workdir={work}",
+            "--config.train.epochs=1",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stderr.count("skipped") >= 4, proc.stderr[-2000:]

@@ -23,7 +23,7 @@ def ref_distances(x):
 
 
 def ref_mine(x, y, margin=MARGIN):
-    """The SPEC's definition, one anchor at a time."""
+    """The definition (README, "Method decisions": triplet mining), one anchor at a time."""
     d = ref_distances(x)
     n = len(y)
     d_p, d_n = np.zeros(n), np.zeros(n)
@@ -81,8 +81,9 @@ def check_mining(x, y, d_p, d_n, margin=MARGIN):
         band = np.abs(negs**2 - rp[a] ** 2) <= 1e-4 * rp[a] ** 2 + err[a]
         assert band.any(), f"anchor {a}: d_n={d_n[a]} vs {rn[a]} with no near-tie"
         above = negs[~band & (negs > rp[a])]
-        allowed = np.concatenate([negs[band], above.min(keepdims=True) if above.size else [],
-                                  [negs.max()]])  # fmt: skip
+        allowed = np.concatenate(
+            [negs[band], above.min(keepdims=True) if above.size else [], [negs.max()]]
+        )
         assert close_sq(d_n[a], allowed, err[a]).any(), (a, d_n[a], allowed)
 
 

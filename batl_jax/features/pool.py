@@ -102,9 +102,15 @@ class PoolContext:
         if sentence is None:
             sentence = self.model_input("train")
         return self.passes.run(
-            self.steps, fit.params, fit.rest if rest is None else rest, "train", tuple(keys),
-            stochastic=stochastic, sentence=sentence, desc=desc,
-        )  # fmt: skip
+            self.steps,
+            fit.params,
+            fit.rest if rest is None else rest,
+            "train",
+            tuple(keys),
+            stochastic=stochastic,
+            sentence=sentence,
+            desc=desc,
+        )
 
     def cached(self, kind: str, key: str, compute: Callable[[], FeatureValue]) -> FeatureValue:
         """``compute()`` once per (model, ``key``, token ids): later runs load it from disk."""

@@ -1,6 +1,6 @@
 """CORESET (Sener & Savarese, 2018): greedy k-center selection, sharded over the pool.
 
-Definitions (the team SPEC):
+Definitions (README, "Method decisions": CORESET):
 
 * ``min_dist[i] = min_{j ∈ L} ‖x_i − x_j‖`` over the labeled set ``L``, computed by
   tiles of ``tile`` pool rows × ``tile`` labeled rows (never ``N × |L|``).
@@ -10,8 +10,8 @@ Definitions (the team SPEC):
   see :func:`sq_dist_to_row`; distances under ~0.3 % of the rows' spread
   round to exactly 0, so duplicates tie and go to the lowest id).
 * Available = candidate and not labeled and not picked yet.
-* ``L`` empty (cold start, SPEC silent): the first pick is the candidate farthest
-  from the mean of the candidates, and its score is that distance; afterwards
+* ``L`` empty (cold start, which the paper leaves open): the first pick is the candidate
+  farthest from the mean of the candidates, and its score is that distance; afterwards
   ``min_dist`` is the distance to the picked rows only.
 
 Layout: pool rows are split over the mesh's ``"data"`` axis (``shard_map``);

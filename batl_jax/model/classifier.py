@@ -1,4 +1,7 @@
-"""The task model of SPEC.md: encoder, s(x), h_C(x) = tanh(W_1 s + b_1), logits and e(x).
+"""The task model: encoder, s(x), h_C(x) = tanh(W_1 s + b_1), logits and e(x).
+
+README, "Method decisions" (classifier head, integrated feature e(x)) gives the choices the
+paper leaves open.
 
 ``SequenceClassifier`` owns the classifier head and, for BATL, the integrated-feature
 layer ``e(x) = normalize(W_e [s; h_C] + b_e)``. With ``encoder=None`` it is the

@@ -68,9 +68,12 @@ class ModelFactory:
         kwargs: dict[str, Any] = {"revision": revision} if revision else {}
         try:
             pre = hf_params.load_pretrained(
-                self.path, with_pooler=True, with_mlm_head=with_mlm_head, dtype=compute_dtype,
+                self.path,
+                with_pooler=True,
+                with_mlm_head=with_mlm_head,
+                dtype=compute_dtype,
                 **kwargs,
-            )  # fmt: skip
+            )
         except ModelError as e:
             if not (with_mlm_head and "no MLM head" in str(e)):
                 raise

@@ -16,10 +16,24 @@ from batl_jax.strategies.base import (
 )
 
 __all__ = [
-    "Feature", "FeatureContext", "FeatureValue", "FeatureView", "ModelNeeds", "Selection",
-    "SelectionInput", "StrategySpec", "alps", "batl", "bayesian", "dal", "diversity", "get",
-    "names", "register", "uncertainty",
-]  # fmt: skip
+    "Feature",
+    "FeatureContext",
+    "FeatureValue",
+    "FeatureView",
+    "ModelNeeds",
+    "Selection",
+    "SelectionInput",
+    "StrategySpec",
+    "alps",
+    "batl",
+    "bayesian",
+    "dal",
+    "diversity",
+    "get",
+    "names",
+    "register",
+    "uncertainty",
+]
 
 
 def get(name: str) -> StrategySpec:

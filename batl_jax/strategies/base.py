@@ -70,9 +70,15 @@ class FeatureContext(Protocol):
     def batch_size(self) -> int: ...
 
     def forward(
-        self, fit: Any, keys: tuple[str, ...], *, stochastic: bool = False,
-        sentence: np.ndarray | None = None, rest: Any = None, desc: str = "score",
-    ) -> dict[str, Any]: ...  # fmt: skip
+        self,
+        fit: Any,
+        keys: tuple[str, ...],
+        *,
+        stochastic: bool = False,
+        sentence: np.ndarray | None = None,
+        rest: Any = None,
+        desc: str = "score",
+    ) -> dict[str, Any]: ...
 
     def pretrained_sentence(self, split: str) -> np.ndarray: ...
 

@@ -4,7 +4,8 @@
 batch-hard (hardest positive, semi-hard negative) triplet term of each unlabeled
 anchor on the integrated features ``e(x)``, mined with predicted labels within
 shuffled chunks of the pool (``batl.mining = minibatch``, the paper's) or over the
-whole pool (``global``, exact). See SPEC.md, "BATL scoring".
+whole pool (``global``, exact). See the paper's Eq. 5 and Algorithm 1, and README,
+"Method decisions" (triplet mining, triplet term at selection, s(x) in BATL scoring).
 """
 
 from __future__ import annotations

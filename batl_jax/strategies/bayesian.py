@@ -41,9 +41,13 @@ class MCDropout:
         out = []
         for i in range(self.samples):
             o = ctx.forward(
-                fit, ("logits",), stochastic=True, sentence=sentence, rest=rest,
+                fit,
+                ("logits",),
+                stochastic=True,
+                sentence=sentence,
+                rest=rest,
                 desc=f"MC dropout {i + 1}/{self.samples}",
-            )  # fmt: skip
+            )
             rest = o["_rest"]
             out.append(o["logits"])
         return FeatureValue(np.stack(out))
@@ -80,7 +84,12 @@ def select_batchbald(inp: SelectionInput, k: int) -> Selection:
     """Greedy joint mutual information: exact while C^n ≤ ``bald.max_configs``, sampled beyond."""
     cfg = inp.config
     picks, scores = batchbald_select(
-        _mc_probs(inp), _candidates(inp), k, key=jax.random.key(inp.seed),
-        max_configs=cfg.max_configs, num_samples=cfg.num_samples, mesh=inp.mesh,
-    )  # fmt: skip
+        _mc_probs(inp),
+        _candidates(inp),
+        k,
+        key=jax.random.key(inp.seed),
+        max_configs=cfg.max_configs,
+        num_samples=cfg.num_samples,
+        mesh=inp.mesh,
+    )
     return Selection(indices=picks, scores={"joint_mutual_information": scores})

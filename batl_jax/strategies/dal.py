@@ -52,10 +52,12 @@ def _train_discriminator(x, lab_rows, n_lab, unl_rows, n_unl, key, *, steps, bat
     def step(carry):
         params, opt_state, i, acc = carry
         k1, k2 = jax.random.split(jax.random.fold_in(key, i + 1))
-        rows = jnp.concatenate([
-            lab_rows[jax.random.randint(k1, (half,), 0, n_lab)],
-            unl_rows[jax.random.randint(k2, (half,), 0, n_unl)],
-        ])  # fmt: skip
+        rows = jnp.concatenate(
+            [
+                lab_rows[jax.random.randint(k1, (half,), 0, n_lab)],
+                unl_rows[jax.random.randint(k2, (half,), 0, n_unl)],
+            ]
+        )
 
         def loss_fn(p):
             logits = _mlp(p, x[rows])
@@ -117,15 +119,24 @@ def dal_select(
     for i, n_pick in enumerate(per_round):
         if len(lab):
             params, _ = _train_discriminator(
-                x_dev, _padded(lab, len(x)), len(lab), _padded(unl, len(x)), len(unl),
+                x_dev,
+                _padded(lab, len(x)),
+                len(lab),
+                _padded(unl, len(x)),
+                len(unl),
                 jax.random.fold_in(key, i),
-                steps=steps, batch=batch, hidden=hidden, lr=lr,
-            )  # fmt: skip
+                steps=steps,
+                batch=batch,
+                hidden=hidden,
+                lr=lr,
+            )
             # Score every row in fixed chunks (shapes repeat across sub-rounds), keep U's.
-            margin = np.concatenate([
-                np.asarray(_unlabeled_margin(params, x_dev[s : s + _SCORE_CHUNK]))
-                for s in range(0, len(x), _SCORE_CHUNK)
-            ])[unl]  # fmt: skip
+            margin = np.concatenate(
+                [
+                    np.asarray(_unlabeled_margin(params, x_dev[s : s + _SCORE_CHUNK]))
+                    for s in range(0, len(x), _SCORE_CHUNK)
+                ]
+            )[unl]
         else:  # nothing labeled yet: no discriminator can be trained; all equally unlabeled
             margin = np.zeros(len(unl), np.float32)
         pos = top_k_desc(margin, int(n_pick))
@@ -140,7 +151,15 @@ def dal_select(
 def select_dal(inp: SelectionInput, k: int) -> Selection:
     cfg = inp.config
     picks, p = dal_select(
-        inp.pool.sentence, inp.labeled, inp.unlabeled, k, seed=inp.seed,
-        sub_rounds=cfg.sub_rounds, steps=cfg.steps, batch=cfg.batch, hidden=cfg.hidden, lr=cfg.lr,
-    )  # fmt: skip
+        inp.pool.sentence,
+        inp.labeled,
+        inp.unlabeled,
+        k,
+        seed=inp.seed,
+        sub_rounds=cfg.sub_rounds,
+        steps=cfg.steps,
+        batch=cfg.batch,
+        hidden=cfg.hidden,
+        lr=cfg.lr,
+    )
     return Selection(indices=picks, scores={"unlabeled_logit_margin": p})

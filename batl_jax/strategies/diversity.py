@@ -1,7 +1,7 @@
 """CORESET (greedy k-center) and BADGE (k-means++ on gradient embeddings).
 
 Both call device kernels that never form an N×N distance matrix, and BADGE never
-forms its N×(C·d) gradient embedding (SPEC.md, "Baselines").
+forms its N×(C·d) gradient embedding (README, "Method decisions": CORESET, BADGE).
 """
 
 from __future__ import annotations

@@ -81,9 +81,14 @@ class Surprisal:
 
     def compute(self, ctx: FeatureContext, fit, have) -> FeatureValue:
         key = "|".join(
-            ["alps", str(self.mask_prob), str(self.masked), str(self.fit_mlm_head),
-             str(self.fit_steps)]
-        )  # fmt: skip
+            [
+                "alps",
+                str(self.mask_prob),
+                str(self.masked),
+                str(self.fit_mlm_head),
+                str(self.fit_steps),
+            ]
+        )
         return ctx.cached("surprisal", key, lambda: self._compute(ctx))
 
     def _compute(self, ctx: FeatureContext) -> FeatureValue:
@@ -94,15 +99,31 @@ class Surprisal:
         info: dict[str, Any] = {}
         if self.fit_mlm_head and head is None:
             head, info = fit_mlm_head(
-                encoder, None, factory.config, enc, np.arange(len(enc)), special_ids=special,
-                mask_token_id=tok.mask_token_id, mesh=ctx.mesh, steps=self.fit_steps, seed=0,
+                encoder,
+                None,
+                factory.config,
+                enc,
+                np.arange(len(enc)),
+                special_ids=special,
+                mask_token_id=tok.mask_token_id,
+                mesh=ctx.mesh,
+                steps=self.fit_steps,
+                seed=0,
                 buckets=ctx.buckets,
-            )  # fmt: skip
+            )
         s = surprisal_embeddings(
-            encoder, head, enc, special_ids=special, mesh=ctx.mesh, buckets=ctx.buckets,
-            batch_size=ctx.batch_size, mask_prob=self.mask_prob, masked=self.masked,
-            mask_token_id=tok.mask_token_id, vocab_size=len(tok),
-        )  # fmt: skip
+            encoder,
+            head,
+            enc,
+            special_ids=special,
+            mesh=ctx.mesh,
+            buckets=ctx.buckets,
+            batch_size=ctx.batch_size,
+            mask_prob=self.mask_prob,
+            masked=self.masked,
+            mask_token_id=tok.mask_token_id,
+            vocab_size=len(tok),
+        )
         return FeatureValue(s, info or None)
 
 

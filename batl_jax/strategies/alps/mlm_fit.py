@@ -154,7 +154,7 @@ def fit_mlm_head(
     step_fn = functools.partial(_fit_step, enc_gd, head_gd, float(weight_decay))
 
     rng = np.random.default_rng(seed)
-    put = lambda x: sharding.put_global(x, sharding.row_sharded(mesh))  # noqa: E731
+    put = lambda x: sharding.put_global(x, sharding.row_sharded(mesh))
     losses: list[Any] = []  # device scalars until the one device_get below
     with tqdm(total=steps, desc="fit MLM head", unit="step", leave=False, disable=None) as bar:
         while len(losses) < steps:

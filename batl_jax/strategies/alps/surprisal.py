@@ -6,7 +6,7 @@ masked-LM cross-entropy of the original token, elsewhere 0; then it is
 L2-normalised. ALPS clusters these vectors with k-means and labels the row
 nearest each centre (:mod:`batl_jax.strategies.alps`).
 
-Choices (the team spec):
+Choices (README, "Method decisions": ALPS):
 
 * **Which positions.** Row ``i``'s positions depend only on ``(seed, i)`` and its
   tokens, never on the round, the batch or the mesh: every position gets a key
@@ -245,7 +245,7 @@ def position_losses(
     rest = sharding.put_tree(rest, sharding.replicated(mesh))
     feed = enc if input_ids is None else data.Encoded(input_ids, enc.lengths, enc.pad_id)
     rows = np.arange(n)
-    put = lambda x: sharding.put_global(x, sharding.row_sharded(mesh))  # noqa: E731
+    put = lambda x: sharding.put_global(x, sharding.row_sharded(mesh))
     out = np.zeros((n, p), np.float32)
     total = data.num_scoring_batches(feed, rows, batch_size, buckets)
     batches = data.scoring_batches(feed, rows, batch_size, buckets)
