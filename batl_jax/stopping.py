@@ -161,6 +161,22 @@ def first_stop(rows: Sequence[dict], window: int, threshold: float) -> int | Non
     return None
 
 
+def retrospective(rows: Sequence[dict], window: int, threshold: float, metric: str) -> dict:
+    """Where the rule would have stopped a finished run (rows with ``stop.kappa``): the round,
+    its labeled size and test ``metric`` beside the last round's (None where it never stops)."""
+    at = first_stop(rows, window, threshold)
+    last = rows[-1] if rows else {}
+    stopped = rows[at] if at is not None else {}
+    return {
+        "stop_round": at,
+        "stop_labeled": stopped.get("labeled"),
+        "stop_metric": (stopped.get("test") or {}).get(metric),
+        "last_round": last.get("round"),
+        "last_labeled": last.get("labeled"),
+        "last_metric": (last.get("test") or {}).get(metric),
+    }
+
+
 def predictions_path(workdir: Path, round_: int) -> Path:
     return Path(workdir) / PREDICTIONS_DIR / f"round{round_:04d}.npy"
 

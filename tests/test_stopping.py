@@ -121,6 +121,16 @@ def test_predictions_that_stop_changing_stop_at_the_expected_round():
     assert stopping.first_stop(rows, 3, 0.99) == 7
     assert stopping.decide_rows(rows, 3, 0.99).stop
     assert not stopping.decide_rows(rows[:7], 3, 0.99).stop
+    for i, row in enumerate(rows):
+        row.update(labeled=50 * (i + 1), test={"accuracy": i / 10})
+    assert stopping.retrospective(rows + [dict(rows[-1], round=8)], 3, 0.99, "accuracy") == {
+        "stop_round": 7,
+        "stop_labeled": 400,
+        "stop_metric": 0.7,
+        "last_round": 8,
+        "last_labeled": 400,
+        "last_metric": 0.7,
+    }
 
 
 def test_predictions_that_keep_changing_never_stop():
@@ -131,6 +141,7 @@ def test_predictions_that_keep_changing_never_stop():
     kappas = [r["stop"]["kappa"] for r in rows[1:]]
     assert all(abs(k) < 0.1 for k in kappas)
     assert stopping.first_stop(rows, 3, 0.99) is None
+    assert stopping.retrospective(rows, 3, 0.99, "accuracy")["stop_round"] is None
 
 
 def test_small_steady_changes_stop_only_with_a_looser_threshold():
