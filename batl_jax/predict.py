@@ -186,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--text-field", default="", help="text column (default: the run's, or text)")
     p.add_argument("--batch-size", type=int, default=128, help="rows per scoring batch")
     args = p.parse_args(argv)
+    import datasets
+
+    datasets.disable_progress_bars()  # reading --input is quick; stderr is for errors
     return command_status(lambda: predict(args))
 
 
