@@ -83,6 +83,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.train.epochs = 3  # Passes over the labeled set per round.
     c.train.min_steps = 10  # At least this many optimizer steps per round (tiny labeled sets).
     c.train.batch_size = 32  # Global batch size (split across devices).
+    # Training batch order: "bucketed" (rows of similar length share a batch, so it pads to
+    # their length bucket) or "random" (the committed study runs' order). train.mode=head
+    # trains on cached features, where lengths cost nothing: it always uses "random".
+    c.train.sampler = "bucketed"
     c.train.lr = 2e-5  # Peak learning rate (the paper's 2e-5).
     c.train.warmup_ratio = 0.1  # Linear warm-up share of the steps, then linear decay to 0.
     c.train.weight_decay = 0.01  # AdamW decoupled weight decay (not on biases/LayerNorm).
@@ -100,17 +104,25 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.batl.hinge = False  # Clip the selection-time triplet term at 0.
     c.batl.sentence_rep = "finetuned"  # s(x) from the current ("finetuned") or "pretrained" model.
     c.batl.train_triplet_weight = 1.0  # Weight of the training-time triplet loss on e(x).
+    # "all" (the paper's: the loss reaches h_C and the encoder) or "embedding_only" (the
+    # integration layer alone, so the classifier trains exactly as the other strategies').
+    c.batl.triplet_grad = "all"
+    # Anchors with no positive or no negative in their batch: "mean" (the mean term of the
+    # anchors that have both) or "paper" (d_p = 0, resp. d_n = d_p + m).
+    c.batl.lone_anchor = "mean"
+    c.batl.batch_mode = "topk"  # "topk" (Algorithm 1) or "spaced" (picks batl.spacing apart).
+    c.batl.spacing = 0.2  # Spaced mode: least distance in e(x) between picks while possible.
 
     c.dal = ml_collections.ConfigDict()
     c.dal.sub_rounds = 10  # Discriminator retrained this many times per selection.
-    c.dal.hidden = 256  # Discriminator MLP width.
-    c.dal.steps = 300  # Discriminator optimizer steps per sub-round.
-    c.dal.batch = 256  # Discriminator batch: half labeled, half unlabeled rows.
-    c.dal.lr = 1e-3  # Discriminator learning rate.
+    c.dal.hidden = 256  # Width of the discriminator's 3 hidden layers (as D-AL's code).
+    c.dal.steps = 10000  # Cap on optimizer steps per sub-round (it stops at 98% epoch accuracy).
+    c.dal.batch = 32  # Discriminator batch over L and the U subsample (D-AL's code: 32).
+    c.dal.lr = 1e-3  # Discriminator Adam learning rate (D-AL's code: Keras' default).
 
     c.bald = ml_collections.ConfigDict()
     c.bald.mc_samples = 20  # MC-dropout passes over the pool.
-    c.bald.dropout_scope = "head"  # Dropout active in "head" only or the "all" model.
+    c.bald.dropout_scope = "head"  # "head" only: one dropout mask per MC pass ("all" refused).
     c.bald.max_configs = 2**14  # Exact joint entropy while C^n fits; sampled beyond.
     c.bald.num_samples = 1000  # Sampled configurations beyond max_configs.
 
@@ -172,4 +184,5 @@ def study_config(name: str, dataset: str, batch_size: int) -> ml_collections.Con
     # The buckets the study's runs were made with (the default was coarser then); kept so
     # the committed tables reproduce to the bit and the runs' config.json still matches.
     c.data.buckets = (32, 64, 128)
+    c.train.sampler = "random"  # the runs' batch order (head mode uses it in any case)
     return c

@@ -62,6 +62,12 @@ def prepare(parts: Parts) -> tuple[dict[str, FeatureValue], float]:
     return static, time.perf_counter() - t0
 
 
+def training_sampler(parts: Parts) -> str:
+    """``train.sampler``, except in head mode: cached features have no length to bucket,
+    so the head trains on random batches whatever the setting."""
+    return "random" if parts.head_mode else parts.cfg.train.sampler
+
+
 def fit(parts: Parts, r: int, labeled: np.ndarray, labels: np.ndarray, prev_params=None):
     """Train round ``r``'s model on the ``labeled`` rows, seeded by (seed, round).
 
@@ -77,13 +83,14 @@ def fit(parts: Parts, r: int, labeled: np.ndarray, labels: np.ndarray, prev_para
     enc = parts.encoded["train"]
     rng = np.random.default_rng(derive_seed(seed, r, TRAIN))
     buckets = (parts.buckets[-1],) if parts.head_mode else parts.buckets
+    sampler = training_sampler(parts)
     epoch_rngs: dict[int, np.random.Generator] = {}
     served = [0]
 
     def batches(epoch):
         epoch_rngs.setdefault(epoch, np.random.default_rng(rng.integers(2**31)))
         for batch in data.training_batches(
-            enc, labeled, parts.train_batch, buckets, epoch_rngs[epoch]
+            enc, labeled, parts.train_batch, buckets, epoch_rngs[epoch], sampler=sampler
         ):
             served[0] += 1
             if served[0] == 2:

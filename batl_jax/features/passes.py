@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from batl_jax import data, train
+from batl_jax import data, sharding, train
 from batl_jax.strategies.base import softmax
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,12 @@ class FeaturePasses:
             batches = data.scoring_batches(enc, rows, self.batch_size, (self.buckets[-1],))
             n_batches = -(-len(rows) // self.batch_size)
         else:
-            batches = data.scoring_batches(enc, rows, self.batch_size, self.buckets)
+            # A bucket's last batch takes a smaller compiled size (a multiple of the
+            # device count) instead of empty rows: the cost of short pools.
+            shards = sharding.num_shards(steps.mesh)
+            batches = data.scoring_batches(
+                enc, rows, self.batch_size, self.buckets, tail_multiple=shards
+            )
             n_batches = data.num_scoring_batches(enc, rows, self.batch_size, self.buckets)
         return train.predict(
             steps,
