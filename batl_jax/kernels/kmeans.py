@@ -56,7 +56,6 @@ random, a repeat here moves to the centre's next-nearest row.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -323,24 +322,19 @@ def _kmeans_select_shard(x, avail, key_data, **static):
 # --------------------------------------------------------------------------------------
 # Host entry points.
 # --------------------------------------------------------------------------------------
-_SHARD_FNS: dict[str, Callable[..., Any]] = {
-    "kmeans": _kmeans_fit_shard,
-    "kmeans_select": _kmeans_select_shard,
-}
+_SHARD_FNS: dict[str, Any] = {"kmeans": _kmeans_fit_shard, "kmeans_select": _kmeans_select_shard}
 
 
 @functools.lru_cache(maxsize=64)
 def _compiled(kind: str, mesh: Mesh, k: int, **static):
-    in_specs: tuple[P, ...]
-    out_specs: P | tuple[P, ...]
-    if kind == "badge":
-        body = functools.partial(_badge_shard, k=k)
-        in_specs, out_specs = (P(AXIS),) * 3 + (P(),), P()
-    else:
+    if kind != "badge":
         body = functools.partial(_SHARD_FNS[kind], k=k, **static)
         fit = kind == "kmeans"
         in_specs = (P(AXIS), P(AXIS), P()) + ((P(),) if fit else ())
         out_specs = (P(), P(AXIS), P(), P()) if fit else P()
+    else:
+        body = functools.partial(_badge_shard, k=k)
+        in_specs, out_specs = (P(AXIS),) * 3 + (P(),), P()
     return jax.jit(jax.shard_map(body, mesh=mesh, in_specs=in_specs, out_specs=out_specs))
 
 
