@@ -28,8 +28,11 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "seeds",
         "run_files",
         "lock",
+        "progress",
         "results",
+        "summary",
         "plots",
+        "writers",
         "checkpointing",
         "stopping",
     ),
@@ -42,7 +45,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # 3
     ("features", "train", "analysis"),
     # 4 the parts of a run and one round.
-    ("setup", "rounds", "reference", "oracle", "resume"),
+    ("setup", "rounds", "reference", "oracle", "resume", "labeled_dataset"),
     # 5 the order of the phases, with their side effects.
     ("loop",),
     # 6 entry points; a unit named nowhere above lands here.
