@@ -1,5 +1,6 @@
 # Two commands set everything up on a fresh machine:
-#   make demo   creates .venv (first use), installs batl_jax + the offline MiniLM, runs the demo
+#   make demo   creates .venv (first use), installs batl_jax + the offline MiniLM, runs BATL,
+#               RAND and BADGE on CSAbstruct and prints their learning-curve AUC side by side
 #   make test   creates .venv (first use), installs the test and bench extras too, runs the tests
 PYTHON ?= python3
 VENV ?= .venv
@@ -30,7 +31,10 @@ $(VENV)/.test: $(VENV)/.base
 	touch $@
 
 demo: $(VENV)/.base
-	$(PY) -m batl_jax.main --config=configs/demo.py --workdir=$(WORKDIR)
+	$(PY) -m batl_jax.sweep --config=configs/demo_compare.py --strategies=rand,badge,batl \
+		--seeds=1 --workdir=$(WORKDIR)
+	@echo; awk '/^## /{print; print ""} /^\| strategy/{p=1} p&&/^$$/{exit} p' $(WORKDIR)/results.md
+	@echo; echo "learning curves: $(WORKDIR)/curves.png; every table: $(WORKDIR)/results.md"
 
 test: $(VENV)/.test
 	$(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
