@@ -46,15 +46,15 @@ def context(workdir: Path) -> tuple[dict, list[dict], dict[str, dict]]:
     workdir = Path(workdir)
     if not (workdir / "config.json").is_file():
         raise StateError(f"{workdir} holds no batl_jax run; pass the --workdir of a run")
-    done = finished(workdir)
-    if done:
-        raise StateError(f"{done}; to label more, raise al.rounds and rerun batl_jax.main")
     pending = oracle.read_pending(workdir)
     if pending is None:
         raise StateError(
             f"no query batch is pending in {workdir}: run python -m batl_jax.main with "
             "--config.al.oracle=human first; it stops with a batch to label"
         )
+    done = finished(workdir)
+    if done:
+        raise StateError(f"{done}; to label more, raise al.rounds and rerun batl_jax.main")
     return pending, oracle.read_batch(workdir, pending["round"]), oracle.read_labels(workdir)
 
 

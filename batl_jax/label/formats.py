@@ -187,9 +187,10 @@ def labels_text(label_names: list[str]) -> str:
 
 
 def read_text(path: Path) -> str:
+    if path.is_dir():
+        raise DataError(f"label file {path} is a folder; pass the file you filled in")
     if not path.is_file():
-        what = "a folder, not a file" if path.is_dir() else "missing"
-        raise DataError(f"label file {path} is {what}; pass the file you filled in")
+        raise DataError(f"no such label file: {path}; pass the file you filled in")
     raw = path.read_bytes()
     try:
         return raw.decode("utf-8-sig")  # spreadsheets often prepend a BOM
@@ -290,8 +291,9 @@ def _csv_entries(name: str, text: str) -> list[Entry]:
     key = "batl_id" if "batl_id" in fields else "id"
     if key not in fields or "label" not in fields:
         raise DataError(
-            f"{name}: the header needs 'id' (or 'batl_id') and 'label' columns (has {fields}); "
-            "export the batch with python -m batl_jax.label export and fill in its label column"
+            f"{name}: the header needs 'id' and 'label' columns (or Label Studio's 'batl_id' and "
+            f"'label'; has {fields}); export the batch with python -m batl_jax.label export and "
+            "fill in its label column"
         )
     reader.fieldnames = fields
     out, start = [], 2
