@@ -69,6 +69,7 @@ def _start(parts: setup.Parts, files: RunFiles) -> LoopState:
         state = resume.initial_state(parts, files.oracle is not None)
         if state.pending is not None and len(state.pending):
             # Human oracle: the random initial rows are the first batch to label (round -1).
+            assert files.oracle is not None  # only a human oracle leaves rows pending
             files.oracle.ask(-1, state.pending)
             _save(files, state)
     files.metrics.truncate_to(state.round)
@@ -146,6 +147,7 @@ def _rounds(parts: setup.Parts, files: RunFiles, state: LoopState) -> str | None
             done = LoopState(r + 1, labeled, cfg.seed, params=prev_params, finished=True)
             _save(files, done)
             return None
+        assert result.selection is not None  # every round but the last selects
         picks = result.selection.indices
         labeled, prev_params = np.sort(np.concatenate([labeled, picks])), result.params
         pending = None

@@ -48,6 +48,7 @@ def load_model(workdir: Path | None, model_dir: Path | None):
 
     if model_dir is not None:
         return export.load_exported(model_dir)
+    assert workdir is not None  # the command line asks for one of the two
     params, meta = store.load_final(workdir)
     where = str(Path(workdir) / store.MODEL_DIR)
     model, tokenizer = store.rebuild(meta["model_path"], meta, params, where)

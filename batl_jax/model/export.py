@@ -171,7 +171,7 @@ def _exported_head(folder: Path, meta: Mapping) -> dict[str, np.ndarray]:
     if meta["pooling"] != "cls":
         return store.read_params(folder / meta.get("head_file", HEAD_FILE))
     hf = store.read_params(folder / "model.safetensors")
-    names = ("bert.pooler.dense.weight", "bert.pooler.dense.bias")
+    names: tuple[str, ...] = ("bert.pooler.dense.weight", "bert.pooler.dense.bias")
     names += ("classifier.weight", "classifier.bias")
     missing = [n for n in names if n not in hf]
     if missing:
