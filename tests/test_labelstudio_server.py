@@ -45,9 +45,14 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """The URL of a fresh Label Studio server on the loopback interface."""
+    """The URL of a fresh Label Studio server on the loopback interface (or of a running
+    one started with ``LABEL_STUDIO_USER_TOKEN`` = :data:`TOKEN`, given as
+    ``BATL_LABEL_STUDIO_URL``: reruns then skip the server's slow first start)."""
     import httpx  # with label-studio-sdk: the default run, which skips this file, lacks both
 
+    if os.environ.get("BATL_LABEL_STUDIO_URL"):
+        yield os.environ["BATL_LABEL_STUDIO_URL"]
+        return
     if not SERVER_BIN.is_file():
         pytest.fail(f"no Label Studio server at {SERVER_BIN}; make test-labelstudio installs it")
     root = tmp_path_factory.mktemp("labelstudio")
