@@ -46,11 +46,33 @@ def learning_rate(step: int, total: int, peak: float, warmup_ratio: float) -> fl
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
+    """The training loss: cross-entropy plus ``triplet_weight`` × BATL's triplet loss on e(x).
+
+    ``triplet_grad``: ``all`` lets the triplet loss reach ``[s; h_C]`` (the classifier and,
+    in full mode, the encoder); ``embedding_only`` stops it there, so only the integration
+    layer learns from it and the classifier trains as without it (README, "Method
+    decisions": BATL).
+    """
+
     triplet_weight: float = 0.0
     margin: float = 0.2
+    triplet_grad: str = "all"
 
 
-def _loss(outputs, labels, valid, loss_cfg: LossConfig):
+def _triplet_embedding(model, outputs, triplet_grad: str):
+    if triplet_grad == "all":
+        return outputs["embedding"]
+    if triplet_grad != "embedding_only":
+        raise ValueError(f"triplet_grad={triplet_grad!r}: use 'all' or 'embedding_only'")
+    # The classifier's e(x) recomputed from [s; h_C] behind a stop_gradient (same values).
+    u = jax.lax.stop_gradient(jnp.concatenate([outputs["sentence"], outputs["hidden"]], -1))
+    e = model.integrate(u)
+    if model.normalize:
+        e = e / jnp.maximum(jnp.linalg.norm(e, axis=-1, keepdims=True), 1e-12)
+    return e
+
+
+def _loss(outputs, labels, valid, loss_cfg: LossConfig, model=None):
     logits = outputs["logits"].astype(jnp.float32)
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     w = valid.astype(jnp.float32)
@@ -58,8 +80,9 @@ def _loss(outputs, labels, valid, loss_cfg: LossConfig):
     if loss_cfg.triplet_weight and "embedding" in outputs:
         from batl_jax.kernels.triplet import batch_triplet_loss
 
+        e = _triplet_embedding(model, outputs, loss_cfg.triplet_grad)
         loss = loss + loss_cfg.triplet_weight * batch_triplet_loss(
-            outputs["embedding"].astype(jnp.float32), labels, valid, loss_cfg.margin
+            e.astype(jnp.float32), labels, valid, loss_cfg.margin
         )
     return loss
 
@@ -82,7 +105,8 @@ class Steps:
         def loss_fn(p):
             model = nnx.merge(self.graphdef, p, rest, copy=True)
             out = model(batch, deterministic=False)
-            return _loss(out, labels, valid, self.loss_cfg), nnx.state(model, nnx.RngState)
+            loss = _loss(out, labels, valid, self.loss_cfg, model)
+            return loss, nnx.state(model, nnx.RngState)
 
         (loss, new_rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
         opt_state.hyperparams["learning_rate"] = lr

@@ -174,14 +174,61 @@ def test_global_property_small_integer_grids(mesh8, n, e, classes, seed):
 
 
 # ----------------------------------------------------------------------------- minibatch mining
+def _chunks(n, chunk, seed):
+    ids = triplet.chunk_ids(n, chunk, seed)
+    return [np.flatnonzero(ids == c) for c in range(ids.max() + 1)]
+
+
 @pytest.mark.parametrize("n,chunk", [(1, 1024), (37, 1024), (301, 64), (1007, 100)])
 def test_minibatch_is_reference_per_chunk(mesh8, n, chunk):
     x, y = make_pool(n, 5, seed=n + 1, n_dupes=4)
     d_p, d_n = triplet.mine_minibatch(x, y, mesh=mesh8, chunk_size=chunk, seed=42, margin=MARGIN)
-    perm = np.random.default_rng(42).permutation(n)
-    for start in range(0, n, chunk):
-        rows = perm[start : start + chunk]
+    for rows in _chunks(n, chunk, 42):
         check_mining(x[rows], y[rows], d_p[rows], d_n[rows])
+
+
+@pytest.mark.parametrize(
+    "n,chunk", [(1, 5), (7, 2), (301, 64), (1007, 100), (1024, 1024), (1025, 1024)]
+)
+def test_chunks_are_balanced(n, chunk):
+    sizes = triplet.chunk_sizes(n, chunk)
+    assert sizes.size == -(-n // chunk) and sizes.sum() == n
+    assert sizes.max() - sizes.min() <= 1 and sizes.max() <= chunk
+    # chunk_ids follows the same permutation: consecutive runs of it, sizes in order.
+    perm = np.random.default_rng(9).permutation(n)
+    ids = triplet.chunk_ids(n, chunk, 9)
+    np.testing.assert_array_equal(ids[perm], np.repeat(np.arange(sizes.size), sizes))
+
+
+def test_minibatch_last_chunk_is_not_short(mesh8):
+    # 1025 rows in chunks of <= 1024: two chunks of 513 and 512, not 1024 + 1. With one
+    # lone row in a chunk of its own it would have no positive and no negative at all.
+    x, y = make_pool(1025, 3, seed=4)
+    y[:] = np.arange(1025) % 2
+    d_p, d_n = triplet.mine_minibatch(x, y, mesh=mesh8, chunk_size=1024, seed=0)
+    assert triplet.has_triplet(y, triplet.chunk_ids(1025, 1024, 0)).all()
+    assert (d_p > 0).all()
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 40),
+    classes=st.integers(1, 4),
+    groups=st.integers(1, 5),
+    seed=st.integers(0, 999),
+)
+def test_has_triplet_matches_brute_force(n, classes, groups, seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, n) * 7 - 3  # any integers
+    g = rng.integers(0, groups, n)
+    want = [
+        any(g[j] == g[a] and y[j] == y[a] and j != a for j in range(n))
+        and any(g[j] == g[a] and y[j] != y[a] for j in range(n))
+        for a in range(n)
+    ]
+    np.testing.assert_array_equal(triplet.has_triplet(y, g), want)
+    if groups == 1:
+        np.testing.assert_array_equal(triplet.has_triplet(y), want)
 
 
 def test_minibatch_chunks_without_negatives(mesh8):
@@ -189,9 +236,7 @@ def test_minibatch_chunks_without_negatives(mesh8):
     y = np.zeros(90, int)
     y[[5, 40]] = 1  # most chunks of 8 hold one label only
     d_p, d_n = triplet.mine_minibatch(x, y, mesh=mesh8, chunk_size=8, seed=0, margin=MARGIN)
-    perm = np.random.default_rng(0).permutation(90)
-    for start in range(0, 90, 8):
-        rows = perm[start : start + 8]
+    for rows in _chunks(90, 8, 0):
         check_mining(x[rows], y[rows], d_p[rows], d_n[rows])
     assert (triplet.triplet_scores(d_p, d_n, MARGIN) == 0).sum() >= 60
 

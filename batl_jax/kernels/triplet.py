@@ -12,7 +12,9 @@ For integrated features ``e(x)`` (N, E) and predicted labels ``ŷ`` (N,), with
 
 Two mining modes: :func:`mine_global` (the pool is one batch, exact, tiled,
 memory ``O(N·E + tile²)``) and :func:`mine_minibatch` (the shuffled pool is cut
-into chunks, mined densely within each chunk). Selections compare *squared*
+into ``ceil(N / chunk_size)`` chunks of near-equal size, mined densely within each
+chunk). :func:`has_triplet` says which anchors have both a positive and a negative
+in their batch, i.e. for which the fallbacks above were not used. Selections compare *squared*
 distances and take the ``sqrt`` of the selected values only: ``sqrt`` is
 monotone, so this selects what comparing distances would, without an ``N × N``
 ``sqrt``. Rows are centred on the pool mean before the expansion
@@ -238,6 +240,39 @@ def _mine_minibatch_jit(chunks, labs, mu, margin, *, mesh, precision):
     return _finish(*fn(chunks, labs, mu), margin)
 
 
+def chunk_sizes(n: int, chunk_size: int) -> np.ndarray:
+    """Sizes of the ``ceil(n / chunk_size)`` chunks of ``n`` rows, differing by at most 1.
+
+    Balanced rather than full chunks plus a remainder: a short last chunk would give
+    its anchors fewer candidates for a positive (README, "Method decisions": BATL).
+    """
+    if n < 1 or chunk_size < 1:
+        raise ValueError(f"need n >= 1 and chunk_size >= 1, got n={n}, chunk_size={chunk_size}")
+    count = -(-n // chunk_size)
+    sizes = np.full(count, n // count, np.int64)
+    sizes[: n % count] += 1
+    return sizes
+
+
+def chunk_ids(n: int, chunk_size: int, seed: int) -> np.ndarray:
+    """The chunk of every pool row in :func:`mine_minibatch` with the same arguments."""
+    sizes = chunk_sizes(n, chunk_size)
+    out = np.empty(n, np.int64)
+    out[np.random.default_rng(seed).permutation(n)] = np.repeat(np.arange(sizes.size), sizes)
+    return out
+
+
+def has_triplet(labels, groups=None) -> np.ndarray:
+    """Bool ``(N,)``: the anchor has another row of its label (a positive) and a row of
+    another label (a negative) in its batch; ``groups`` are batch ids (None: one batch)."""
+    y = np.asarray(labels).reshape(-1)
+    g = np.zeros(y.shape[0], np.int64) if groups is None else np.asarray(groups).reshape(-1)
+    _, pair, pair_n = np.unique(np.stack([g, y]), axis=1, return_inverse=True, return_counts=True)
+    _, grp, grp_n = np.unique(g, return_inverse=True, return_counts=True)
+    same = pair_n[pair.reshape(-1)]
+    return (same >= 2) & (grp_n[grp.reshape(-1)] > same)
+
+
 def mine_minibatch(
     embeddings,
     labels,
@@ -251,22 +286,29 @@ def mine_minibatch(
     """Triplet mining within chunks of the shuffled pool: host float32 ``(d_p, d_n)``.
 
     The pool is permuted with ``np.random.default_rng(seed).permutation(N)`` and
-    cut into consecutive chunks of ``chunk_size`` rows (the last one smaller);
-    every chunk is mined as one batch. Results are in the original pool order.
+    cut into ``ceil(N / chunk_size)`` consecutive chunks whose sizes differ by at
+    most 1 (:func:`chunk_sizes`); every chunk is mined as one batch. Results are in
+    the original pool order.
 
-    Chunks are padded to equal size, split across the mesh and mined one at a
+    Chunks are padded to the largest one, split across the mesh and mined one at a
     time per device: memory ``O(N·E)`` for the permuted copy plus
     ``O(chunk_size²)``. Time ``2·N·chunk_size·E`` FLOPs.
     """
     x, y, mu = _prepare(embeddings, labels)
     n = x.shape[0]
     perm = np.random.default_rng(seed).permutation(n)
-    c = min(chunk_size, n)
-    n_chunks = round_up(-(-n // c), sharding.num_shards(mesh))
-    chunks = np.zeros((n_chunks * c, x.shape[1]), np.float32)
-    np.take(x, perm, axis=0, out=chunks[:n])  # one permuted copy, padded in place
-    chunks = chunks.reshape(n_chunks, c, -1)
-    labs = sharding.pad_rows(y[perm], n_chunks * c, _NO_LABEL).reshape(n_chunks, c)
+    sizes = chunk_sizes(n, chunk_size)
+    c = int(sizes[0])
+    n_chunks = round_up(sizes.size, sharding.num_shards(mesh))
+    chunks = np.zeros((n_chunks, c, x.shape[1]), np.float32)
+    labs = np.full((n_chunks, c), _NO_LABEL, np.int32)
+    # Where each permuted row sits in the padded (n_chunks, c) layout.
+    starts = np.cumsum(sizes) - sizes
+    slot = np.repeat(np.arange(sizes.size) * c - starts, sizes) + np.arange(n)
+    for i, (start, size) in enumerate(zip(starts, sizes, strict=True)):
+        rows = perm[start : start + size]
+        np.take(x, rows, axis=0, out=chunks[i, :size])  # no second full copy of the pool
+        labs[i, :size] = y[rows]
     put = lambda v: sharding.put_global(v, sharding.row_sharded(mesh))
     dp, dn = _mine_minibatch_jit(
         put(chunks),
@@ -278,8 +320,8 @@ def mine_minibatch(
     )
     out_p = np.empty(n, np.float32)
     out_n = np.empty(n, np.float32)
-    out_p[perm] = sharding.to_host(dp).reshape(-1)[:n]
-    out_n[perm] = sharding.to_host(dn).reshape(-1)[:n]
+    out_p[perm] = sharding.to_host(dp).reshape(-1)[slot]
+    out_n[perm] = sharding.to_host(dn).reshape(-1)[slot]
     return out_p, out_n
 
 
