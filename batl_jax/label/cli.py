@@ -1,4 +1,4 @@
-"""``python -m batl_jax.label``: status, export, import, push, pull (see the package doc)."""
+"""``python -m batl_jax.label``: status, export, import, push, pull, dataset (package doc)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,11 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m batl_jax.label", description=label.__doc__)
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     sub = p.add_subparsers(dest="command", required=True)
-    for name in ("status", "export", "import", "push", "pull"):
+    for name in ("status", "export", "import", "push", "pull", "dataset"):
         s = sub.add_parser(name)
         s.add_argument("--workdir", required=True, type=Path, help="the run's --workdir")
+        if name == "dataset":
+            s.add_argument("--out", required=True, type=Path, help="FILE.csv or FILE.jsonl")
         if name == "export":
             s.add_argument("--out", type=Path, help="output folder (default WORKDIR/export)")
             s.add_argument("--all", action="store_true", help="the whole batch, labeled or not")
@@ -36,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args) -> str:
+    if args.command == "dataset":  # every labeled row so far (batl_jax.labeled_dataset)
+        from batl_jax import labeled_dataset
+
+        return labeled_dataset.write(args.workdir, args.out)
     if args.command == "export":
         return "\n".join(str(f) for f in batch.export(args.workdir, args.out, args.all))
     if args.command == "import":
