@@ -248,10 +248,22 @@ def _fit(embed_dim, loss_cfg, mesh, sentence, labels):
             empty = np.zeros((8, 1), np.int32)
             yield Batch(rows=rows, input_ids=empty, attention_mask=empty, valid=rows >= 0)
 
-    fit = train.fit(model, steps, batches, n, labels, batch_size=8, epochs=4, min_steps=1, lr=1e-2,
-                    warmup_ratio=0.1, sentence_cache=sentence)  # fmt: skip
-    out = train.predict(steps, fit.params, fit.rest, batches(0), -(-n // 8), n, ("logits",),
-                        sentence_cache=sentence)  # fmt: skip
+    fit = train.fit(
+        model,
+        steps,
+        batches,
+        n,
+        labels,
+        batch_size=8,
+        epochs=4,
+        min_steps=1,
+        lr=1e-2,
+        warmup_ratio=0.1,
+        sentence_cache=sentence,
+    )
+    out = train.predict(
+        steps, fit.params, fit.rest, batches(0), -(-n // 8), n, ("logits",), sentence_cache=sentence
+    )
     return out["logits"], jax.device_get(nnx.to_pure_dict(fit.params))
 
 

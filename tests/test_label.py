@@ -170,21 +170,32 @@ def test_export_writes_every_format_with_original_columns(tmp_path, capsys):
     files = label.export(work)
     out = work / "export"
     assert sorted(f.name for f in files) == sorted(
-        ["round_0.csv", "round_0.jsonl", "round_0.labelstudio.json", "round_0.argilla.json",
-         "round_0.labels.txt", "labelstudio_config.xml"]
-    )  # fmt: skip
+        [
+            "round_0.csv",
+            "round_0.jsonl",
+            "round_0.labelstudio.json",
+            "round_0.argilla.json",
+            "round_0.labels.txt",
+            "labelstudio_config.xml",
+        ]
+    )
     rows = list(csv.DictReader((out / "round_0.csv").open()))
     assert list(rows[0]) == ["id", "text", "source", "n", "hints", "label"]
     assert [(r["id"], r["source"], r["n"], r["label"]) for r in rows] == [
-        ("s1", "doc1", "1", ""), ("s3", "doc3", "3", ""), ("s4", "doc4", "4", "")
-    ]  # fmt: skip
+        ("s1", "doc1", "1", ""),
+        ("s3", "doc3", "3", ""),
+        ("s4", "doc4", "4", ""),
+    ]
     assert rows[0]["hints"].startswith("result (0.67)")
     assert (out / "round_0.labels.txt").read_text() == "background\nmethod\nresult\n"
     tasks = json.loads((out / "round_0.labelstudio.json").read_text())
     assert tasks[2]["data"] == {
-        "batl_id": "s4", "text": "sentence 4", "source": "doc4", "n": 4,
+        "batl_id": "s4",
+        "text": "sentence 4",
+        "source": "doc4",
+        "n": 4,
         "hints": "method (0.99); background (0.01); result (0.01)",
-    }  # fmt: skip
+    }
     assert tasks[2]["predictions"][0]["result"][0]["value"] == {"choices": ["method"]}
     records = json.loads((out / "round_0.argilla.json").read_text())
     assert records[1]["id"] == "s3" and records[1]["fields"] == {"text": "sentence 3"}
@@ -201,8 +212,20 @@ def test_labelstudio_csv_export_imports_by_batl_id(tmp_path):
     """Label Studio's CSV export: sorted columns, every value quoted, its own task ``id``."""
     work = pending_workdir(tmp_path / "w")
     f = tmp_path / "project-1-at-2025.csv"
-    cols = ["annotation_id", "annotator", "batl_id", "created_at", "hints", "id", "label",
-            "lead_time", "n", "source", "text", "updated_at"]  # fmt: skip
+    cols = [
+        "annotation_id",
+        "annotator",
+        "batl_id",
+        "created_at",
+        "hints",
+        "id",
+        "label",
+        "lead_time",
+        "n",
+        "source",
+        "text",
+        "updated_at",
+    ]
     with f.open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=cols, quoting=csv.QUOTE_NONNUMERIC)
         w.writeheader()
@@ -227,8 +250,11 @@ def test_argilla_records_with_responses_import(tmp_path):
 
 def _ls_task(**over) -> dict:
     result = [{"from_name": "label", "value": {"choices": ["method"]}}]
-    task = {"id": 7, "data": {"batl_id": "s1", "text": "sentence 1"},
-            "annotations": [{"was_cancelled": False, "result": result}]}  # fmt: skip
+    task = {
+        "id": 7,
+        "data": {"batl_id": "s1", "text": "sentence 1"},
+        "annotations": [{"was_cancelled": False, "result": result}],
+    }
     task.update(over)
     return task
 
@@ -246,18 +272,23 @@ MALFORMED = {
     "result-entry-not-object": ("ls.json", [_ls_task(annotations=[{"result": [3]}])], "a result"),
     "value-not-object": ("ls.json", [_ls_task(annotations=_ann(value="method"))], "'value' is"),
     "choices-not-list": (
-        "ls.json", [_ls_task(annotations=_ann(value={"choices": "method"}))], "'choices'"
+        "ls.json",
+        [_ls_task(annotations=_ann(value={"choices": "method"}))],
+        "'choices'",
     ),
     "two-choices": (
-        "ls.json", [_ls_task(annotations=_ann(value={"choices": ["method", "result"]}))],
+        "ls.json",
+        [_ls_task(annotations=_ann(value={"choices": ["method", "result"]}))],
         "2 choices",
     ),
     "task-not-object": ("ls.json", ["s1"], "the task is a string"),
     "argilla-responses-not-object": (
-        "a.json", [{"id": "s1", "fields": {"text": "x"}, "responses": ["method"]}], "'responses'"
+        "a.json",
+        [{"id": "s1", "fields": {"text": "x"}, "responses": ["method"]}],
+        "'responses'",
     ),
     "jsonl-line-not-object": ("l.jsonl", '["s1", "method"]\n', "the line is a list"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", sorted(MALFORMED))

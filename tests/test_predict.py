@@ -59,8 +59,9 @@ def test_csv_in_csv_out(run_dir, tmp_path, capsys):
     rows = [{"ticket_id": f"T{i}", "body": t, "note": "n" * i} for i, t in enumerate(TEXTS * 3)]
     src = _write_csv(tmp_path / "new.csv", rows)
     out = tmp_path / "pred" / "out.csv"
-    code, stdout, err = _run(capsys, f"--workdir={run_dir}", f"--input={src}", f"--output={out}",
-                             "--batch-size=4")  # fmt: skip
+    code, stdout, err = _run(
+        capsys, f"--workdir={run_dir}", f"--input={src}", f"--output={out}", "--batch-size=4"
+    )
     assert code == 0, err
     assert f"wrote {len(rows)} predictions" in stdout
     got = list(csv.DictReader(out.open()))
@@ -69,8 +70,9 @@ def test_csv_in_csv_out(run_dir, tmp_path, capsys):
         f"prob_{n}" for n in LABELS
     ]
     probs = np.array([[float(r[f"prob_{n}"]) for n in LABELS] for r in got])
-    np.testing.assert_allclose(probs, _unbatched_probs(run_dir, [r["body"] for r in rows]),
-                               atol=2e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        probs, _unbatched_probs(run_dir, [r["body"] for r in rows]), atol=2e-6
+    )
     assert [r["predicted_label"] for r in got] == [LABELS[i] for i in probs.argmax(1)]
 
 
@@ -83,8 +85,9 @@ def test_jsonl_out_and_export_folder_agree(run_dir, tmp_path, capsys):
     results = []
     for source in (f"--workdir={run_dir}", f"--model={tmp_path / 'hf'}"):
         out = tmp_path / f"out{len(results)}.jsonl"
-        code, _, err = _run(capsys, source, f"--input={src}", f"--output={out}",
-                            "--text-field=text")  # fmt: skip
+        code, _, err = _run(
+            capsys, source, f"--input={src}", f"--output={out}", "--text-field=text"
+        )
         assert code == 0, err
         results.append([json.loads(line) for line in out.read_text().splitlines()])
     a, b = results
@@ -100,13 +103,15 @@ def test_jsonl_out_and_export_folder_agree(run_dir, tmp_path, capsys):
     "args, message",
     [
         (["--input={src}", "--output={tmp}/o.txt"], "name it FILE.csv or FILE.jsonl"),
-        (["--input={src}", "--output={tmp}/o.csv", "--text-field=nope"],
-         "has no column 'nope'; its columns are body, label"),
+        (
+            ["--input={src}", "--output={tmp}/o.csv", "--text-field=nope"],
+            "has no column 'nope'; its columns are body, label",
+        ),
         (["--input={tmp}/missing.csv", "--output={tmp}/o.csv"], "no such file"),
         (["--pool", "--output={tmp}/o.csv", "--input={src}"], "pass one of --input=FILE or --pool"),
         (["--input={blank}", "--output={tmp}/o.csv"], "no text in 'body' (first: row 2)"),
     ],
-)  # fmt: skip
+)
 def test_bad_input_is_one_line(run_dir, tmp_path, capsys, args, message):
     src = _write_csv(tmp_path / "in.csv", [{"body": "a text", "label": ""}])
     blank = _write_csv(tmp_path / "blank.csv", [{"body": "x", "k": 1}, {"body": " ", "k": 2}])
@@ -124,8 +129,9 @@ def test_workdir_without_model_or_both_sources(tmp_path, capsys):
     src = _write_csv(tmp_path / "in.csv", [{"text": "a"}])
     code, _, err = _run(capsys, f"--workdir={workdir}", f"--input={src}", "--output=o.csv")
     assert code == 2 and "has no trained model yet" in err
-    code, _, err = _run(capsys, f"--workdir={workdir}", f"--model={workdir}",
-                        f"--input={src}", "--output=o.csv")  # fmt: skip
+    code, _, err = _run(
+        capsys, f"--workdir={workdir}", f"--model={workdir}", f"--input={src}", "--output=o.csv"
+    )
     assert code == 2 and "pass one of --workdir=W (a run) or --model=DIR" in err
     code, _, err = _run(capsys, f"--model={workdir}", "--pool", "--output=o.csv")
     assert code == 2 and "--pool scores a run's unlabeled rows" in err

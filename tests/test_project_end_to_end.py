@@ -49,8 +49,14 @@ def project(root: Path, *, pool=60, known=9, test=15) -> tuple[Path, Path, dict[
         body, cat = _ticket(i)
         tid = f"TK-{1000 + i}"
         gold[tid] = cat
-        rows.append({"ticket_id": tid, "body": body, "category": cat if i < known else "",
-                     "customer": f"cust{i % 4}"})  # fmt: skip
+        rows.append(
+            {
+                "ticket_id": tid,
+                "body": body,
+                "category": cat if i < known else "",
+                "customer": f"cust{i % 4}",
+            }
+        )
     tests = [
         {"ticket_id": f"TT-{i}", "body": _ticket(pool + i)[0], "category": _ticket(pool + i)[1]}
         for i in range(test)
@@ -121,8 +127,9 @@ def test_ticket_project_from_existing_labels_to_model_predictions_and_dataset(tm
     assert np.abs(ours - torch_probs(out, NEW_TEXTS)).max() < 1e-4
 
     # Predictions of new rows (the run's text column by default) and of the pool's rest.
-    new = _write(tmp_path / "new.csv", [{"ticket_id": f"N{i}", "body": t}
-                                        for i, t in enumerate(NEW_TEXTS)])  # fmt: skip
+    new = _write(
+        tmp_path / "new.csv", [{"ticket_id": f"N{i}", "body": t} for i, t in enumerate(NEW_TEXTS)]
+    )
     pred = tmp_path / "pred.csv"
     assert predict.main([f"--workdir={work}", f"--input={new}", f"--output={pred}"]) == 0
     got = list(csv.DictReader(pred.open()))
@@ -137,8 +144,17 @@ def test_ticket_project_from_existing_labels_to_model_predictions_and_dataset(tm
     dataset = tmp_path / "labeled.csv"
     assert label.main(["dataset", f"--workdir={work}", f"--out={dataset}"]) == 0
     got = list(csv.DictReader(dataset.open()))
-    assert list(got[0]) == ["id", "text", "label", "round", "source", "ticket_id", "body",
-                            "category", "customer"]  # fmt: skip
+    assert list(got[0]) == [
+        "id",
+        "text",
+        "label",
+        "round",
+        "source",
+        "ticket_id",
+        "body",
+        "category",
+        "customer",
+    ]
     assert len(got) == 29
     by_source = {s: [r for r in got if r["source"] == s] for s in ("existing", "human")}
     assert len(by_source["existing"]) == 9 and {r["round"] for r in by_source["existing"]} == {"-1"}

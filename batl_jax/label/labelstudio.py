@@ -124,8 +124,10 @@ def _project(ls, project: str | None, link: dict, names: list[str], relation: bo
 
 
 def _tasks(ls, project_id: int) -> list[dict]:
-    return [t.model_dump(warnings=False) if hasattr(t, "model_dump") else dict(t)
-            for t in ls.tasks.list(project=project_id, fields="all")]  # fmt: skip
+    return [
+        t.model_dump(warnings=False) if hasattr(t, "model_dump") else dict(t)
+        for t in ls.tasks.list(project=project_id, fields="all")
+    ]
 
 
 def push(workdir: Path, url: str | None, api_key: str | None, project: str | None) -> str:
@@ -156,9 +158,12 @@ def push(workdir: Path, url: str | None, api_key: str | None, project: str | Non
 
 
 def pull(
-    workdir: Path, url: str | None, api_key: str | None, project: str | None,
+    workdir: Path,
+    url: str | None,
+    api_key: str | None,
+    project: str | None,
     allow_blank: bool = False,
-) -> str:  # fmt: skip
+) -> str:
     """Import the labels of the pending batch's annotated tasks (all or nothing)."""
     workdir = Path(workdir)
     link = read_link(workdir)
