@@ -92,3 +92,31 @@ class SequenceClassifier(nnx.Module):
                 batch["input_ids"], batch["attention_mask"], deterministic=deterministic
             )
         return self.head(s, deterministic=deterministic)
+
+
+def head_weights(params) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """``(W_1, b_1, W_C, b_C)`` of the classifier head from a model's ``nnx.Param`` state
+    (head-only or with the encoder: the head sits at the top of either)."""
+    return (
+        params["head_dense"]["kernel"].get_value(),
+        params["head_dense"]["bias"].get_value(),
+        params["out"]["kernel"].get_value(),
+        params["out"]["bias"].get_value(),
+    )
+
+
+def head_dropout_key(rest) -> jax.Array:
+    """The head's dropout stream after training (key folded with its counter): a key
+    seeded by the round's model seed, so MC-dropout masks drawn from it are reproducible."""
+    stream = rest["dropout"]["rngs"]
+    return jax.random.fold_in(stream["key"].get_value(), stream["count"].get_value())
+
+
+def masked_head_logits(weights, s: jax.Array, keep_s: jax.Array, keep_h: jax.Array, rate: float):
+    """Logits of :meth:`SequenceClassifier.head` with *given* dropout keep-masks ``(d,)``
+    applied to every row (consistent MC dropout: one parameter draw for the whole pool,
+    Kirsch et al. 2019), scaled by ``1/(1-rate)`` as ``nnx.Dropout`` does."""
+    w1, b1, w2, b2 = weights
+    keep = 1.0 - rate
+    h = jnp.tanh((s * (keep_s / keep).astype(s.dtype)) @ w1 + b1)
+    return (h * (keep_h / keep).astype(h.dtype)) @ w2 + b2

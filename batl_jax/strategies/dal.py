@@ -1,11 +1,14 @@
 """D-AL (Gissin & Shalev-Shwartz 2019): pick what a labeled-vs-unlabeled discriminator
 is most sure is unlabeled, in sub-rounds, retraining after each.
 
-The discriminator is an MLP on s(x) trained with optax on balanced mini-batches (half
-labeled, half unlabeled rows, drawn with replacement), which plays the role of the
-reference implementation's class weighting. Each of ``dal.sub_rounds`` sub-rounds
-trains a fresh discriminator, moves the ``k / sub_rounds`` unlabeled rows with the
-highest P(unlabeled | x) to the labeled side, and repeats.
+As the authors' code (README, method decisions: D-AL): each of ``dal.sub_rounds``
+sub-rounds draws a random subsample ``U'`` of ``min(10·|L|, |U|)`` unlabeled rows, trains
+a fresh MLP with 3 hidden ReLU layers of width ``dal.hidden`` on ``s(x)`` to tell ``L``
+(class 0) from ``U'`` (class 1) with class weights ``|L ∪ U'| / |class|`` on shuffled
+mini-batches, and stops at the end of the first epoch whose training accuracy exceeds
+98 %; the ``k / sub_rounds`` rows of ``U'`` with the highest P(unlabeled | x) move to
+``L``. Training is one jitted ``while_loop`` over padded row arrays, so every sub-round
+and round shares one compiled function; ``dal.steps`` caps the optimizer steps.
 """
 
 from __future__ import annotations
@@ -21,7 +24,20 @@ from batl_jax.errors import ConfigError
 from batl_jax.strategies.base import Selection, SelectionInput, register, top_k_desc
 
 _SCORE_CHUNK = 8192
-_STOP_ACCURACY = 0.98
+_STOP_ACCURACY = 0.98  # the reference stops once epoch accuracy is above this
+_SUBSAMPLE_RATIO = 10  # |U'| = min(10·|L|, |U|), as the reference
+_HIDDEN_LAYERS = 3
+
+
+def unlabeled_subsample(
+    unlabeled: np.ndarray, n_labeled: int, seed: int, sub_round: int, at_least: int = 0
+) -> np.ndarray:
+    """The reference's random ``min(10·|L|, |U|)`` rows of ``unlabeled`` (sorted), drawn
+    afresh for every sub-round from ``(seed, sub_round)``; never fewer than ``at_least``
+    (the sub-round's picks), which the reference leaves unhandled."""
+    size = min(max(_SUBSAMPLE_RATIO * n_labeled, at_least), len(unlabeled))
+    rng = np.random.default_rng([seed, sub_round])
+    return np.sort(rng.choice(np.asarray(unlabeled, np.int64), size, replace=False))
 
 
 def _init_mlp(key, sizes):
@@ -38,53 +54,80 @@ def _mlp(params, x):
     return x @ params[-1]["w"] + params[-1]["b"]  # (B, 2) logits: 0 = labeled, 1 = unlabeled
 
 
-@functools.partial(jax.jit, static_argnames=("steps", "batch", "hidden", "lr"))
-def _train_discriminator(x, lab_rows, n_lab, unl_rows, n_unl, key, *, steps, batch, hidden, lr):
-    """Balanced mini-batch training; the first ``n_lab`` / ``n_unl`` entries of the row arrays
-    are the labeled / unlabeled rows of ``x`` (both arrays padded to ``len(x)``, so the
-    sub-rounds, whose set sizes differ, share one compiled function)."""
-    params = _init_mlp(jax.random.fold_in(key, 0), (x.shape[1], hidden, hidden, 2))
-    tx = optax.adam(lr)
-    opt_state = tx.init(params)
-    half = batch // 2
-    targets = jnp.concatenate([jnp.zeros(half, jnp.int32), jnp.ones(half, jnp.int32)])
+def _epoch(params, opt_state, step, x, rows, n_lab, n, key, *, tx, batch, max_steps):
+    """One shuffled pass over the ``n`` real entries of ``rows``; returns the state after it
+    and the epoch's training accuracy (predictions made before each batch's update, as
+    Keras reports it)."""
+    size = rows.shape[0]
+    # A uniform permutation of the first n positions: padding sorts last.
+    order = jnp.argsort(jnp.where(jnp.arange(size) < n, jax.random.uniform(key, (size,)), 2.0))
+    n_f = n.astype(jnp.float32)
+    class_weight = jnp.stack([n_f / n_lab, n_f / (n - n_lab)])
 
-    def step(carry):
-        params, opt_state, i, acc = carry
-        k1, k2 = jax.random.split(jax.random.fold_in(key, i + 1))
-        rows = jnp.concatenate(
-            [
-                lab_rows[jax.random.randint(k1, (half,), 0, n_lab)],
-                unl_rows[jax.random.randint(k2, (half,), 0, n_unl)],
-            ]
-        )
+    def body(carry):
+        params, opt_state, step, b, correct = carry
+        pos = b * batch + jnp.arange(batch)
+        valid = pos < n
+        idx = order[jnp.minimum(pos, size - 1)]
+        target = (idx >= n_lab).astype(jnp.int32)
+        w = jnp.where(valid, class_weight[target], 0.0)
 
         def loss_fn(p):
-            logits = _mlp(p, x[rows])
-            loss = optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
-            return loss, (logits.argmax(-1) == targets).mean()
+            logits = _mlp(p, x[rows[idx]])
+            ce = optax.softmax_cross_entropy_with_integer_labels(logits, target)
+            return (w * ce).sum() / valid.sum(), logits
 
-        (_, batch_acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        (_, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
-        acc = 0.9 * acc + 0.1 * batch_acc
-        return optax.apply_updates(params, updates), opt_state, i + 1, acc
+        hits = ((logits.argmax(-1) == target) & valid).sum()
+        return optax.apply_updates(params, updates), opt_state, step + 1, b + 1, correct + hits
 
-    # The reference stops once training accuracy reaches 98%: a discriminator trained to
-    # convergence memorises the rows and its scores saturate. A running mean of the batch
-    # accuracy stands in for the epoch accuracy.
+    n_batches = (n + batch - 1) // batch
+
+    def more(carry):
+        _, _, step, b, _ = carry
+        return (b < n_batches) & (step < max_steps)
+
+    init = (params, opt_state, step, jnp.int32(0), jnp.int32(0))
+    params, opt_state, step, _, correct = jax.lax.while_loop(more, body, init)
+    return params, opt_state, step, correct / n_f
+
+
+@functools.partial(jax.jit, static_argnames=("max_steps", "batch", "hidden", "lr"))
+def train_discriminator(x, rows, n_lab, n, key, *, max_steps, batch, hidden, lr):
+    """A discriminator trained on ``rows[:n_lab]`` (L, class 0) against ``rows[n_lab:n]``
+    (U', class 1); ``rows`` is padded to a fixed length so every call shares one compiled
+    function. Returns ``(params, optimizer steps, epochs, last epoch's accuracy)``."""
+    sizes = (x.shape[1],) + (hidden,) * _HIDDEN_LAYERS + (2,)
+    params = _init_mlp(jax.random.fold_in(key, 0), sizes)
+    tx = optax.adam(lr)
+
+    def body(carry):
+        params, opt_state, step, epoch, _ = carry
+        params, opt_state, step, acc = _epoch(
+            params,
+            opt_state,
+            step,
+            x,
+            rows,
+            n_lab,
+            n,
+            jax.random.fold_in(key, epoch + 1),
+            tx=tx,
+            batch=batch,
+            max_steps=max_steps,
+        )
+        return params, opt_state, step, epoch + 1, acc
+
+    # The reference's DiscriminativeEarlyStopping: a discriminator trained to 100 % would
+    # be as sure of an unlabeled row that resembles L as of one unlike anything in L.
     def keep_going(carry):
-        _, _, i, acc = carry
-        return (i < steps) & (acc < _STOP_ACCURACY)
+        _, _, step, _, acc = carry
+        return (acc <= _STOP_ACCURACY) & (step < max_steps)
 
-    init = (params, opt_state, jnp.int32(0), jnp.float32(0.0))
-    params, _, n_steps, _ = jax.lax.while_loop(keep_going, step, init)
-    return params, n_steps
-
-
-def _padded(rows: np.ndarray, size: int) -> jax.Array:
-    out = np.zeros(size, np.int32)
-    out[: len(rows)] = rows
-    return jnp.asarray(out)
+    init = (params, tx.init(params), jnp.int32(0), jnp.int32(0), jnp.float32(0.0))
+    params, _, steps, epochs, acc = jax.lax.while_loop(keep_going, body, init)
+    return params, steps, epochs, acc
 
 
 @jax.jit
@@ -92,6 +135,17 @@ def _unlabeled_margin(params, x):
     """logit(unlabeled) − logit(labeled): ranks like P(unlabeled) without saturating at 1."""
     z = _mlp(params, x)
     return z[:, 1] - z[:, 0]
+
+
+def _margins(params, x_dev, rows: np.ndarray) -> np.ndarray:
+    # Fixed-size chunks (padded), so scoring compiles once whatever |U'| is.
+    out = []
+    for s in range(0, len(rows), _SCORE_CHUNK):
+        part = rows[s : s + _SCORE_CHUNK]
+        padded = np.zeros(_SCORE_CHUNK, np.int32)
+        padded[: len(part)] = part
+        out.append(np.asarray(_unlabeled_margin(params, x_dev[padded]))[: len(part)])
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
 def dal_select(
@@ -111,39 +165,36 @@ def dal_select(
     logit margin of each at its pick."""
     if sub_rounds < 1:
         raise ConfigError(f"dal.sub_rounds={sub_rounds}: need at least 1")
+    if len(labeled) == 0:
+        raise ConfigError(
+            "D-AL needs labeled rows to train its discriminator; set al.initial_size>0"
+        )
     x_dev = jnp.asarray(x, jnp.float32)
     lab, unl = np.asarray(labeled, np.int64), np.asarray(unlabeled, np.int64)
     picks, scores = [], []
     per_round = np.diff(np.linspace(0, k, min(sub_rounds, k) + 1).round().astype(int))
     key = jax.random.key(seed)
     for i, n_pick in enumerate(per_round):
-        if len(lab):
-            params, _ = _train_discriminator(
-                x_dev,
-                _padded(lab, len(x)),
-                len(lab),
-                _padded(unl, len(x)),
-                len(unl),
-                jax.random.fold_in(key, i),
-                steps=steps,
-                batch=batch,
-                hidden=hidden,
-                lr=lr,
-            )
-            # Score every row in fixed chunks (shapes repeat across sub-rounds), keep U's.
-            margin = np.concatenate(
-                [
-                    np.asarray(_unlabeled_margin(params, x_dev[s : s + _SCORE_CHUNK]))
-                    for s in range(0, len(x), _SCORE_CHUNK)
-                ]
-            )[unl]
-        else:  # nothing labeled yet: no discriminator can be trained; all equally unlabeled
-            margin = np.zeros(len(unl), np.float32)
+        sub = unlabeled_subsample(unl, len(lab), seed, i, at_least=int(n_pick))
+        rows = np.zeros(len(x), np.int32)
+        rows[: len(lab)], rows[len(lab) : len(lab) + len(sub)] = lab, sub
+        params, *_ = train_discriminator(
+            x_dev,
+            jnp.asarray(rows),
+            len(lab),
+            len(lab) + len(sub),
+            jax.random.fold_in(key, i),
+            max_steps=steps,
+            batch=batch,
+            hidden=hidden,
+            lr=lr,
+        )
+        margin = _margins(params, x_dev, sub)
         pos = top_k_desc(margin, int(n_pick))
-        picks.append(unl[pos])
+        picks.append(sub[pos])
         scores.append(margin[pos])
-        lab = np.sort(np.concatenate([lab, unl[pos]]))
-        unl = np.delete(unl, pos)
+        lab = np.sort(np.concatenate([lab, sub[pos]]))
+        unl = np.setdiff1d(unl, sub[pos])
     return np.concatenate(picks), np.concatenate(scores)
 
 
