@@ -14,6 +14,7 @@ import errno
 import logging
 import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 
@@ -39,13 +40,45 @@ class Terminated(BaseException):
     """
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated
+_SIGNAL_EXCEPTIONS = {signal.SIGINT: KeyboardInterrupt, signal.SIGTERM: Terminated}
+_previous_unraisablehook = sys.unraisablehook
+_REDELIVER_S = 0.05
+
+
+def _on_signal(signum, frame):
+    raise _SIGNAL_EXCEPTIONS[signum]
+
+
+def _redeliver_swallowed(unraisable) -> None:
+    """Python ignores an exception raised where it cannot propagate (a gc callback such as
+    JAX's, a ``__del__``) and reports it here: a signal handled there would be lost and the
+    run would go on to the end, so send it to the main thread again, from a helper thread a
+    moment later, when the main thread has left the place that ignored it."""
+    for signum, exception in _SIGNAL_EXCEPTIONS.items():
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type, exception):
+            main_thread = threading.main_thread().ident
+            again = threading.Timer(_REDELIVER_S, signal.pthread_kill, (main_thread, signum))
+            again.daemon = True
+            again.start()
+            return
+    _previous_unraisablehook(unraisable)
 
 
 def install_signal_handlers() -> None:
-    """SIGTERM unwinds like SIGINT does, so both end in :data:`INTERRUPTED` (main thread only)."""
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    """SIGINT and SIGTERM unwind the run as exceptions that always arrive, so both end in
+    :data:`INTERRUPTED` after every ``finally`` ran (main thread only)."""
+    for signum in _SIGNAL_EXCEPTIONS:
+        signal.signal(signum, _on_signal)
+    sys.unraisablehook = _redeliver_swallowed
+
+
+def _uninstall_signal_handlers() -> None:
+    """Back to Python's defaults once the run has ended: a second Ctrl-C or SIGTERM while
+    the interpreter exits acts at once."""
+    if sys.unraisablehook is _redeliver_swallowed:
+        sys.unraisablehook = _previous_unraisablehook
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def init_distributed(cfg) -> None:
@@ -174,6 +207,7 @@ def reported_errors():
     try:
         yield
     except BaseException as e:
+        _uninstall_signal_handlers()
         status = exit_status(e)
         if status is None:
             raise
@@ -181,6 +215,8 @@ def reported_errors():
         for line in lines:
             print(line, file=sys.stderr)
         sys.exit(code)
+    else:
+        _uninstall_signal_handlers()
 
 
 def _one_line(e: BaseException) -> str:
@@ -193,24 +229,32 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}"[:300]
 
 
+def _config_argument(argv: list[str]) -> str:
+    """The --config path as typed (the flag holds no value when loading it failed)."""
+    for flag, value in zip(argv, argv[1:] + [""], strict=True):
+        if flag.startswith(("--config=", "-config=")):
+            return flag.split("=", 1)[1]
+        if flag in ("--config", "-config"):
+            return value
+    return ""
+
+
 def config_error_message(e: Exception) -> str:
     """One line for a --config file that does not load or a --config.* override that fails."""
     if isinstance(e, SyntaxError):
         return (
-            f"the --config file {e.filename} has a syntax error at line {e.lineno} ({e.msg}); "
+            f"cannot load --config={e.filename}: syntax error at line {e.lineno} ({e.msg}); "
             "fix the file"
         )
     if isinstance(e, (flags.Error, AttributeError, KeyError, TypeError, ValueError)):
         return f"bad command line: {_one_line(e)}; batl_jax/config.py lists every key and its type"
+    path = Path(_config_argument(sys.argv))
     if isinstance(e, OSError):  # ml_collections wraps a missing file in a bare OSError
-        path = Path(config_flags.get_config_filename(flags.FLAGS["config"]))
         reason = _one_line(e) if path.is_file() else "a folder" if path.is_dir() else "no such file"
-        return (
-            f"cannot read the --config file {path} ({reason}); pass a file such as configs/demo.py"
-        )
+        return f"cannot load --config={path} ({reason}); pass a file such as configs/demo.py"
     frames = traceback.extract_tb(e.__traceback__)
     where = f" at {Path(frames[-1].filename).name} line {frames[-1].lineno}" if frames else ""
-    return f"cannot load the --config file ({_one_line(e)}{where}); fix its get_config()"
+    return f"cannot load --config={path} ({_one_line(e)}{where}); fix its get_config()"
 
 
 # ----------------------------------------------------------------------------- entry

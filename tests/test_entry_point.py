@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -54,14 +55,45 @@ def test_a_signal_ends_the_run_with_one_line_saying_it_resumes(model_dir, tmp_pa
     assert rest.strip().splitlines()[-1] == batl_main.INTERRUPTED
 
 
+# A signal handled inside a __del__ (or a gc callback, as JAX registers one): Python ignores
+# the handler's exception there, and the run used to go on to its end and exit 0.
+_SWALLOWED = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    from batl_jax import main
+    main.install_signal_handlers()
+    class Swallows:
+        def __del__(self):
+            os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+    with main.reported_errors():
+        Swallows()
+        time.sleep(60)
+    print("not interrupted")
+    """
+)
+
+
+@pytest.mark.parametrize("name, status", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_signal_python_ignores_where_it_lands_is_delivered_again(name, status):
+    out = subprocess.run(
+        [sys.executable, "-c", _SWALLOWED, name], capture_output=True, text=True, timeout=50
+    )
+    assert out.returncode == status and out.stdout == "", out.stdout + out.stderr
+    assert out.stderr == batl_main.INTERRUPTED + "\n"
+
+
 @pytest.mark.parametrize(
     "source, override, expected",
     [
-        ("def get_config(:\n", None, r"^error: the --config file .*line 1 .*fix the file$"),
+        (
+            "def get_config(:\n",
+            None,
+            r"^error: cannot load --config=.*cfg\.py: syntax error at line 1 .*fix the file$",
+        ),
         (
             "def get_config():\n    raise RuntimeError('boom')\n",
             None,
-            r"^error: cannot load the --config file \(RuntimeError: boom at cfg\.py line 2\)",
+            r"^error: cannot load --config=.*cfg\.py \(RuntimeError: boom at cfg\.py line 2\)",
         ),
         (None, "--config.model={'name': 'x'}", r"^error: model lacks .*--config\.model\.\w+="),
         (None, "--config.train.lr=nan", r"^error: train\.lr=nan is not a number: set "),
@@ -149,3 +181,11 @@ def test_exit_status_mapping():
     assert batl_main.exit_status(wrapped)[0] == 2
     assert batl_main.exit_status(ZeroDivisionError()) is None  # a bug keeps its traceback
     assert batl_main.exit_status(SystemExit(0)) is None
+
+
+def test_a_missing_config_file_is_one_line(tmp_path):
+    out = _main("--config=nope.py", cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        "error: cannot load --config=nope.py (no such file); pass a file such as configs/demo.py"
+    )
