@@ -24,6 +24,7 @@ from batl_jax.checkpointing import Checkpointer, LoopState
 from batl_jax.config_checks import check_values
 from batl_jax.faults import kill_point  # test hooks (BATL_KILL_AT); no-ops otherwise
 from batl_jax.lock import WorkdirLock
+from batl_jax.model import store
 from batl_jax.oracle import HumanOracle
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,10 @@ def _rounds(parts: setup.Parts, files: RunFiles, state: LoopState) -> str | None
         times = {}
         _write_round(files, result)
         if last:
+            # The model first: a finished checkpoint always has one (a kill between the two
+            # reruns the last round, which writes the same model again).
+            if run_files.is_primary():
+                store.save_final(files.workdir, result.params, meta=store.final_meta(parts, r))
             # A done marker: rerunning a finished workdir changes nothing.
             done = LoopState(r + 1, labeled, cfg.seed, params=prev_params, finished=True)
             _save(files, done)

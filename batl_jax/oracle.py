@@ -218,6 +218,8 @@ class HumanOracle:
                 self.labels[row] = index[rec["label"]]
             elif row in pending_set:
                 missing.append(row)
+            elif self.split.labels[row] >= 0:
+                continue  # a label the input file already carried (the starting set)
             else:
                 raise StateError(
                     f"{self.workdir / LABELS} has no label for id {self.split.ids[row]} of an "

@@ -39,7 +39,8 @@ class RoundResult:
     ``metrics`` is its ``metrics.jsonl`` row; ``selected`` its ``selected.jsonl`` row
     and ``hint_logits`` the model's logits of the picks (label hints for people), both
     None in the last round; ``params`` the trained parameters as a host dict when the
-    next round continues from them (``train.from_scratch = False``).
+    next round continues from them (``train.from_scratch = False``) and in the last round
+    (the run's model, kept in the workdir).
     """
 
     round: int
@@ -224,8 +225,8 @@ def run_round(
         deviations, hint = feats.deviations, feats.logits[selection.indices]
     row["time"] = times
     params = None
-    if not last and not parts.recipe.from_scratch:
-        params = jax.device_get(nnx.State(fit_result.params).to_pure_dict())
+    if last or not parts.recipe.from_scratch:
+        params = jax.device_get(nnx.to_pure_dict(fit_result.params))
     return RoundResult(
         round=r,
         metrics=row,

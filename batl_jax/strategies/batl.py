@@ -129,7 +129,7 @@ def nearest_pick(embedding: np.ndarray) -> np.ndarray:
 
 def integrate_on_host(params, sentence: np.ndarray, hidden: np.ndarray, normalize: bool):
     """e(x) of the trained integration layer applied to ``[sentence; h_C]`` on the host."""
-    layer = jax.device_get(nnx.State(params).to_pure_dict())["integrate"]
+    layer = jax.device_get(nnx.to_pure_dict(params))["integrate"]
     e = np.concatenate([sentence, hidden], axis=1) @ np.asarray(layer["kernel"]) + np.asarray(
         layer["bias"]
     )
