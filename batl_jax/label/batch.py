@@ -66,14 +66,16 @@ def allowed(names: list[str], limit: int = 12) -> str:
     return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
 
 
-def unlabeled(workdir: Path, everything: bool = False) -> tuple[dict, list[dict]]:
-    """(pending.json, the batch rows still to label, or all of them with ``everything``)."""
+def unlabeled(workdir: Path, everything: bool | None = None) -> tuple[dict, list[dict]]:
+    """(pending.json, the batch rows still to label, or all of them with ``everything``;
+    None: the caller has no --all flag)."""
     pending, batch, labels = context(workdir)
     rows = batch if everything else [b for b in batch if b["id"] not in labels]
     if not rows:
         raise StateError(
             f"every sample of {what(pending['round'])} is labeled; rerun the batl_jax.main "
-            "command of this run to continue (or pass --all to export the batch again)"
+            "command of this run to continue"
+            + (" (or pass --all to export the batch again)" if everything is False else "")
         )
     return pending, rows
 
