@@ -147,6 +147,7 @@ def _rounds(parts: setup.Parts, files: RunFiles, state: LoopState) -> str | None
             # The model first: a finished checkpoint always has one (a kill between the two
             # reruns the last round, which writes the same model again).
             if run_files.is_primary():
+                assert result.params is not None  # the last round keeps its parameters
                 store.save_final(files.workdir, result.params, meta=store.final_meta(parts, r))
             # A done marker: rerunning a finished workdir changes nothing.
             done = LoopState(r + 1, labeled, cfg.seed, params=prev_params, finished=True)

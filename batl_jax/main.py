@@ -17,6 +17,7 @@ import sys
 import threading
 import traceback
 from pathlib import Path
+from typing import Any
 
 from absl import app, flags
 from absl import logging as absl_logging
@@ -100,7 +101,7 @@ def init_distributed(cfg) -> None:
     if jax.distributed.is_initialized():  # a second run() in the same process
         return
     d = cfg.distributed
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     address = d.coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS", "")
     num = d.num_processes or int(os.environ.get("JAX_NUM_PROCESSES", "0") or 0)
     pid = d.process_id if d.process_id >= 0 else int(os.environ.get("JAX_PROCESS_ID", "-1") or -1)
@@ -173,7 +174,7 @@ def exit_status(e: BaseException) -> tuple[int, list[str]] | None:
         return 128 + signal.SIGTERM, [INTERRUPTED]
     if isinstance(e, BatlError):
         return e.exit_code, [f"error: {e}"] + [f"  {line}" for line in e.details]
-    cause = e
+    cause: BaseException | None = e
     while cause is not None and not isinstance(cause, OSError):
         cause = cause.__cause__  # an explicit ``raise ... from`` an I/O failure
     if cause is not None:

@@ -153,8 +153,9 @@ def _check(entries: list[Entry], pending: dict, row_of: dict, labels: dict, allo
         elif rid in labels:
             repeats += 1
         else:
-            new.append({"id": rid, "label": label, "round": r, "row": row_of[rid],
-                        "source": e.where})  # fmt: skip
+            new.append(
+                {"id": rid, "label": label, "round": r, "row": row_of[rid], "source": e.where}
+            )
         if rid and not e.problem:
             seen.setdefault(rid, e.where)
     return errors, new, repeats, blanks
