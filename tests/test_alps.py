@@ -11,9 +11,9 @@ import pytest
 
 from batl_jax import config as base
 from batl_jax import data, strategies
-from batl_jax.strategies.alps import mlm_fit, surprisal
-from batl_jax.model import hf_params
 from batl_jax.features import PoolFeatures
+from batl_jax.model import hf_params
+from batl_jax.strategies.alps import mlm_fit, surprisal
 from batl_jax.strategies.base import SelectionInput
 from tests.tiny_bert import save_tiny_bert
 

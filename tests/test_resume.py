@@ -41,7 +41,9 @@ def test_raising_rounds_continues_to_the_files_of_a_longer_run(model, tmp_path):
         tiny_config(model, al__rounds=2, al__strategy="entropy", **FAST), str(grown)
     )
     assert [r["round"] for r in short] == [0, 1]
-    rows = batl_main.run(tiny_config(model, al__rounds=3, al__strategy="entropy", **FAST), str(grown))
+    rows = batl_main.run(
+        tiny_config(model, al__rounds=3, al__strategy="entropy", **FAST), str(grown)
+    )
     assert [r["round"] for r in rows] == [0, 1, 2]
     assert _files(grown) == _files(long)
     # config.json keeps the settings the first rounds came from; the change is logged.
