@@ -81,8 +81,8 @@ def _task() -> ml_collections.ConfigDict:
     s = ml_collections.ConfigDict()
     s.name = "classification"  # "classification" or "relation" (set by data configs).
     s.no_relation_label = ""  # relation: the label meaning "no relation" (Other/NA/None).
-    s.input_format = "distre"  # relation: "distre" (head [SEP] tail [SEP] text) or
-    #                                  "markers_only".
+    # relation: "distre" (head [SEP] tail [SEP] text) or "markers_only".
+    s.input_format = "distre"
     s.p_at_n = (100, 200, 500)  # relation: N for precision@N.
     return s
 
