@@ -30,7 +30,7 @@ CHOICES = {
     "batl.sentence_rep": ("finetuned", "pretrained"),
     "batl.mining": ("minibatch", "global"),
     "coreset.features": ("sentence", "concat"),
-    "bald.dropout_scope": ("head", "all"),
+    "bald.dropout_scope": ("head",),
 }
 
 
@@ -83,7 +83,7 @@ RANGES = [
     Range("dal.sub_rounds", 1),
     Range("dal.hidden", 1),
     Range("dal.steps", 1),
-    Range("dal.batch", 2),  # half labeled, half unlabeled rows
+    Range("dal.batch", 1),
     Range("dal.lr", 0, low_open=True),
     Range("bald.mc_samples", 1),
     Range("bald.max_configs", 1),

@@ -1,7 +1,7 @@
 """The active-learning loop (Algorithm 1): the order of the phases and every side effect.
 
-:func:`run` builds the run's parts (:mod:`batl_jax.setup`), restores the loop state
-from the latest checkpoint, and runs the remaining rounds (:mod:`batl_jax.rounds`),
+:func:`run` builds the run's parts (:mod:`.setup`), restores the loop state
+from the latest checkpoint, and runs the remaining rounds (:mod:`.rounds`),
 writing each round's rows to ``metrics.jsonl`` / ``selected.jsonl``, asking people for
 labels (``al.oracle = human``) and checkpointing. A round's rows are written before
 its checkpoint, and a resume first cuts the logs back to the checkpoint's round, so an
@@ -11,7 +11,6 @@ interrupted run finishes with exactly the files of an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import logging
 import time
@@ -19,13 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from batl_jax import plots, reference, resume, rounds, run_files, setup
-from batl_jax.checkpointing import Checkpointer, LoopState
-from batl_jax.config_checks import check_values
-from batl_jax.faults import kill_point  # test hooks (BATL_KILL_AT); no-ops otherwise
-from batl_jax.lock import WorkdirLock
-from batl_jax.model import store
-from batl_jax.oracle import HumanOracle
+from . import plots, reference, resume, rounds, run_files, setup, stopping, summary
+from .checkpointing import Checkpointer, LoopState
+from .config_checks import check_values
+from .faults import kill_point  # test hooks; no-ops unless a test asks
+from .lock import WorkdirLock
+from .model import store
+from .oracle import HumanOracle
+from .writers import RunWriter
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,8 @@ def _start(parts: setup.Parts, files: RunFiles) -> LoopState:
     state = files.ckpt.restore_latest()
     if state is not None:
         resume.check_state(state, parts, files.ckpt.directory)
-        state = resume.reopen(parts, resume.check_logs(files.metrics, files.selected, state, n))
+        state = resume.check_logs(files.metrics, files.selected, state, n)
+        state = resume.reopen(parts, state, files.metrics.rows())
     # The first write of the run: everything above has been checked.
     run_files.write_config_file(files.workdir, cfg.to_dict(), 0 if state is None else state.round)
     if state is None:
@@ -94,19 +95,6 @@ def _record_deviations(workdir: Path, deviations) -> None:
         run_files.atomic_write_text(workdir / "run_info.json", text)
 
 
-def _analyze(parts: setup.Parts):
-    """The per-round analysis metrics, or None when disabled."""
-    if not parts.cfg.analysis.enabled:
-        return None
-    if parts.cfg.al.oracle == "human" and (parts.dataset.train.labels < 0).any():
-        return None  # the reference classifier trains on every pool label; there are none
-    entropy = None
-    if parts.cfg.al.oracle == "simulated":
-        # Only a simulated oracle knows the labels of the whole split (Eq. 8's reference).
-        entropy = functools.cache(lambda: reference.entropy(parts))
-    return rounds.make_analyze(parts, entropy)
-
-
 def _write_round(files: RunFiles, result: rounds.RoundResult) -> None:
     r = result.round
     if result.selected is not None:
@@ -119,68 +107,103 @@ def _write_round(files: RunFiles, result: rounds.RoundResult) -> None:
     log.info("round %d: %d labeled, test %s", r, result.metrics["labeled"], test)
 
 
-def _rounds(parts: setup.Parts, files: RunFiles, state: LoopState) -> str | None:
-    """Run the remaining rounds; the message of the batch people must label, if any."""
+def _stop_check(parts: setup.Parts, files: RunFiles, r: int):
+    """Round ``r``'s stabilizing-predictions check (Bloodgood & Vijay-Shanker 2009): the
+    kappa against round ``r - 1``'s stop-set labels; it ends the run only when
+    ``al.stop = stabilizing``."""
+    al, size = parts.cfg.al, len(parts.stop_rows)
+    prev = None if r == 0 else stopping.load_predictions(files.workdir, r - 1, size)
+    kappas = stopping.kappas_of(files.metrics.rows())
+
+    def check(predictions: np.ndarray) -> tuple[dict, str | None]:
+        row, decision = stopping.round_stop(
+            prev,
+            predictions,
+            kappas,
+            num_classes=parts.task.num_labels,
+            window=al.stop_window,
+            threshold=al.stop_kappa,
+        )
+        return row, decision.reason if al.stop == "stabilizing" and decision.stop else None
+
+    return check
+
+
+def _rounds(parts: setup.Parts, files: RunFiles, state: LoopState) -> tuple[str, bool]:
+    """Run the remaining rounds; why they ended, and whether people must label a batch
+    (then the reason is the message naming it)."""
     cfg, n = parts.cfg, len(parts.dataset.train)
     labels = files.oracle.labels if files.oracle is not None else parts.dataset.train.labels
     labeled, prev_params = np.sort(state.labeled), state.params
     static, encode_s = rounds.prepare(parts)
     _record_deviations(files.workdir, [v.deviation for v in static.values()])
-    analyze = _analyze(parts)
+    analyze = reference.analyzer(parts)
     times = {"encode_s": encode_s} if encode_s > 1e-3 else {}
-    for r in range(state.round, cfg.al.rounds):
-        last = r == cfg.al.rounds - 1 or len(labeled) == n
-        result = rounds.run_round(
-            parts,
-            r,
-            labeled,
-            labels,
-            prev_params=prev_params,
-            last=last,
-            static=static,
-            analyze=analyze,
-            times=times,
-        )
-        times = {}
-        _write_round(files, result)
-        if last:
-            # The model first: a finished checkpoint always has one (a kill between the two
-            # reruns the last round, which writes the same model again).
+    with RunWriter(files.workdir, start_round=state.round) as writer:
+        for r in range(state.round, cfg.al.rounds):
+            last = r == cfg.al.rounds - 1 or len(labeled) == n
+            result = rounds.run_round(
+                parts,
+                r,
+                labeled,
+                labels,
+                prev_params=prev_params,
+                last=last,
+                static=static,
+                analyze=analyze,
+                stop_check=_stop_check(parts, files, r),
+                times=times,
+            )
+            times = {}
             if run_files.is_primary():
-                assert result.params is not None  # the last round keeps its parameters
-                store.save_final(files.workdir, result.params, meta=store.final_meta(parts, r))
-            # A done marker: rerunning a finished workdir changes nothing.
-            done = LoopState(r + 1, labeled, cfg.seed, params=prev_params, finished=True)
-            _save(files, done)
-            return None
-        assert result.selection is not None  # every round but the last selects
-        picks = result.selection.indices
-        labeled, prev_params = np.sort(np.concatenate([labeled, picks])), result.params
-        pending = None
-        if files.oracle is not None:
-            # The query batch first: the checkpoint below is what makes it pending.
-            files.oracle.ask(r, picks, result.hint_logits)
-            pending = picks
-        state = LoopState(r + 1, labeled, cfg.seed, params=prev_params, pending=pending)
-        _save(files, state, kill_point=f"round{r}:checkpoint")
-        kill_point(f"round{r}:saved")  # test hook: right after the commit
-        if files.oracle is not None:
-            waiting = files.oracle.ready(labeled, pending, r + 1)
+                stopping.save_predictions(files.workdir, r, result.stop_predictions)
+            _write_round(files, result)
+            writer.write_round(result.metrics)
+            if result.selection is None:
+                # The model first: a finished checkpoint always has one (a kill between
+                # the two reruns the last round, which writes the same model again).
+                if run_files.is_primary():
+                    assert result.params is not None  # the last round always returns them
+                    meta = store.final_meta(parts, r)
+                    store.save_final(files.workdir, result.params, meta=meta)
+                # A done marker: rerunning a finished workdir changes nothing.
+                _save(files, LoopState(r + 1, labeled, cfg.seed, prev_params, finished=True))
+                if result.stopped:
+                    return result.stopped, False
+                ended = "the pool is exhausted" if len(labeled) == n else "al.rounds reached"
+                return ended, False
+            picks = result.selection.indices
+            labeled, prev_params = np.sort(np.concatenate([labeled, picks])), result.params
+            pending = None
+            if files.oracle is not None:
+                # The query batch first: the checkpoint below is what makes it pending.
+                files.oracle.ask(r, picks, result.hint_logits)
+                pending = picks
+            state = LoopState(r + 1, labeled, cfg.seed, params=prev_params, pending=pending)
+            _save(files, state, kill_point=f"round{r}:checkpoint")
+            kill_point(f"round{r}:saved")  # test hook: right after the commit
+            waiting = files.oracle.ready(labeled, pending, r + 1) if files.oracle else None
             if waiting:
-                return waiting
-    return None
+                return waiting, True
+    return "al.rounds reached", False
 
 
-def _finish(parts: setup.Parts, files: RunFiles, waiting: str | None) -> list[dict]:
-    """Plot, close, and return the metrics rows; ``waiting`` tells people which batch to
-    label (a human-oracle run stops until it is labeled)."""
+def _finish(parts: setup.Parts, files: RunFiles, reason: str, waiting: bool) -> list[dict]:
+    """Plot, close, print the summary and return the metrics rows; when ``waiting``, the
+    reason names the batch people must label (the run stops until it is labeled)."""
     cfg = parts.cfg
-    if waiting and run_files.is_primary():
-        print(waiting, flush=True)  # stdout, plain: the one thing the user must act on
     rows = files.metrics.rows()
     title = f"{cfg.name}: {parts.spec.name}, seed {cfg.seed}"
     plots.run_curve(files.workdir, rows, parts.task.primary_metric, title)
     files.ckpt.close()
+    if run_files.is_primary():
+        metric = parts.task.primary_metric
+        text = summary.summary(
+            rows, workdir=files.workdir, stop_reason=reason, primary_metric=metric
+        )
+        log.info("summary\n%s", text)
+        if waiting:
+            print(reason, flush=True)  # stdout, plain: the one thing the user must act on
     return rows
 
 
@@ -188,14 +211,17 @@ def run_parts(parts: setup.Parts, workdir: Path) -> list[dict]:
     """Run (or resume) the loop of ``parts`` in ``workdir``; returns the metrics rows."""
     files = _open_files(parts, Path(workdir))
     state = _start(parts, files)
-    waiting = None
-    if files.oracle is not None:
-        waiting = files.oracle.ready(state.labeled, state.pending, state.round)
-    if waiting is None and not state.finished:
+    reason, waiting = "the run had finished before", False
+    message = (
+        files.oracle.ready(state.labeled, state.pending, state.round) if files.oracle else None
+    )
+    if message:
+        reason, waiting = message, True
+    elif not state.finished:
         t0 = time.perf_counter()
-        waiting = _rounds(parts, files, state)
+        reason, waiting = _rounds(parts, files, state)
         log.info("rounds done in %.1f s", time.perf_counter() - t0)
-    return _finish(parts, files, waiting)
+    return _finish(parts, files, reason, waiting)
 
 
 def run(cfg, workdir: Path, mesh) -> list[dict]:

@@ -12,6 +12,7 @@ training on the full split (logged as a warning).
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import logging
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 from flax import nnx
 
-from batl_jax import analysis, data, run_files, train
+from batl_jax import analysis, data, rounds, run_files, train
 from batl_jax.setup import Parts
 
 log = logging.getLogger(__name__)
@@ -138,3 +139,17 @@ def train_reference(parts: Parts, path=None) -> tuple[np.ndarray, dict]:
         info["test"] = parts.task.metrics(probs, parts.dataset.test)
     log.info("analysis: reference classifier trained: %s", info)
     return ent, info
+
+
+def analyzer(parts: Parts):
+    """The per-round analysis metrics (Eqs. 7-9) of the run, or None when disabled."""
+    cfg = parts.cfg
+    if not cfg.analysis.enabled:
+        return None
+    if cfg.al.oracle == "human" and (parts.dataset.train.labels < 0).any():
+        return None  # the reference classifier trains on every pool label; there are none
+    ref = None
+    if cfg.al.oracle == "simulated":
+        # Only a simulated oracle knows the labels of the whole split (Eq. 8's reference).
+        ref = functools.cache(lambda: entropy(parts))
+    return rounds.make_analyze(parts, ref)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from batl_jax import run_files, setup
+from batl_jax import run_files, setup, stopping
 from batl_jax.checkpointing import LoopState
 from batl_jax.errors import StateError
 from batl_jax.seeds import initial_labeled
@@ -92,11 +92,15 @@ def check_logs(metrics, selected, state: LoopState, n: int) -> LoopState:
     return dataclasses.replace(state, finished=finished)
 
 
-def reopen(parts: setup.Parts, state: LoopState) -> LoopState:
+def reopen(parts: setup.Parts, state: LoopState, rows: list[dict]) -> LoopState:
     """A finished run whose settings now ask for more rounds continues: its last round
-    runs again (the same seeds give the same model) and this time selects."""
+    runs again (the same seeds give the same model) and this time selects. A run the
+    stopping rule ended stays ended while the rule, as now set, still says stop."""
     cfg, n = parts.cfg, len(parts.dataset.train)
     if not state.finished or len(state.labeled) == n or state.round >= cfg.al.rounds:
+        return state
+    al = cfg.al
+    if al.stop == "stabilizing" and stopping.decide_rows(rows, al.stop_window, al.stop_kappa).stop:
         return state
     log.info("continuing a finished run: rounds %d -> %d", state.round, cfg.al.rounds)
     return LoopState(state.round - 1, state.labeled, state.seed, params=state.params)

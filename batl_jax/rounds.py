@@ -30,6 +30,8 @@ from batl_jax.strategies import FeatureValue
 
 # fn(features, selected rows, unlabeled rows) -> analysis metrics of the batch.
 Analyze = Callable[[PoolFeatures, np.ndarray, np.ndarray], dict]
+# fn(stop-set predictions) -> (the row's "stop" section, why the run stops now or None).
+StopCheck = Callable[[np.ndarray], tuple[dict, str | None]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +42,8 @@ class RoundResult:
     and ``hint_logits`` the model's logits of the picks (label hints for people), both
     None in the last round; ``params`` the trained parameters as a host dict when the
     next round continues from them (``train.from_scratch = False``) and in the last round
-    (the run's model, kept in the workdir).
+    (the run's model, kept in the workdir). ``stop_predictions`` are the round model's
+    labels of the stop set; ``stopped`` says why the stopping rule ended the run here.
     """
 
     round: int
@@ -50,6 +53,8 @@ class RoundResult:
     hint_logits: np.ndarray | None
     params: dict | None
     deviations: tuple[dict, ...]
+    stop_predictions: np.ndarray
+    stopped: str | None = None
 
 
 def prepare(parts: Parts) -> tuple[dict[str, FeatureValue], float]:
@@ -166,6 +171,26 @@ def select(parts, feats, r, labeled, unlabeled, labels) -> strategies.Selection:
     return selection
 
 
+def stop_predictions(parts: Parts, fit_result, feats: PoolFeatures | None = None) -> np.ndarray:
+    """The round model's predicted labels of the stop set (from ``feats`` when given)."""
+    rows = parts.stop_rows
+    if feats is None:
+        out = parts.passes.run(
+            parts.steps,
+            fit_result.params,
+            fit_result.rest,
+            "train",
+            ("logits",),
+            sentence=parts.ctx.model_input("train"),
+            desc="stop set",
+            rows=rows,
+        )
+        logits = out["logits"][rows]
+    else:
+        logits = feats.logits[rows]
+    return np.argmax(logits, axis=1).astype(np.int32)
+
+
 def _selected_row(parts: Parts, r: int, selection: strategies.Selection) -> dict:
     return {
         "round": r,
@@ -185,9 +210,11 @@ def run_round(
     last: bool,
     static: Mapping[str, FeatureValue] | None = None,
     analyze: Analyze | None = None,
+    stop_check: StopCheck | None = None,
     times: Mapping[str, float] | None = None,
 ) -> RoundResult:
-    """Round ``r``: fit, evaluate, and (unless ``last``) select and analyse the batch."""
+    """Round ``r``: fit, evaluate, check the stopping rule and (unless ``last`` or the rule
+    stops the run) select and analyse the batch."""
     n = len(parts.dataset.train)
     unlabeled = np.setdiff1d(np.arange(n), labeled)
     times = dict(times or {})
@@ -208,13 +235,17 @@ def run_round(
         "train_steps": fit_result.steps,
         "test": test,
     }
-    selection, hint = None, None
+    selection, hint, feats, stopped = None, None, None, None
     deviations: tuple[dict, ...] = ()
     if not last:
         kill_point(f"round{r}:score")  # test hook: before the pool feature pass
         t0 = time.perf_counter()
         feats = pool_features(parts, fit_result, static)
         times["features_s"] = time.perf_counter() - t0
+    preds = stop_predictions(parts, fit_result, feats)
+    if stop_check is not None:
+        row["stop"], stopped = stop_check(preds)
+    if feats is not None and stopped is None:
         t0 = time.perf_counter()
         selection = select(parts, feats, r, labeled, unlabeled, labels)
         times["select_s"] = time.perf_counter() - t0
@@ -223,6 +254,7 @@ def run_round(
             row["analysis"] = analyze(feats, selection.indices, unlabeled)
             times["analysis_s"] = time.perf_counter() - t0
         deviations, hint = feats.deviations, feats.logits[selection.indices]
+    last = last or stopped is not None
     row["time"] = times
     params = None
     if last or not parts.recipe.from_scratch:
@@ -235,6 +267,8 @@ def run_round(
         hint_logits=hint,
         params=params,
         deviations=deviations,
+        stop_predictions=preds,
+        stopped=stopped,
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from flax import nnx
 
-from batl_jax import data, sharding, strategies, tasks, train
+from batl_jax import data, sharding, stopping, strategies, tasks, train
 from batl_jax.config_checks import check_values
 from batl_jax.errors import ConfigError, ModelError
 from batl_jax.features import FeaturePasses, PoolContext, default_cache_dir
@@ -57,6 +57,7 @@ class Parts:
     ctx: PoolContext
     recipe: TrainRecipe
     mesh: Any
+    stop_rows: Any  # the stop set: pool rows whose predictions the stopping rule compares
 
     @property
     def steps(self) -> train.Steps:
@@ -101,19 +102,6 @@ def check_config(cfg, spec: strategies.StrategySpec, dataset: data.Dataset) -> N
         raise ConfigError(
             f"the pool has {missing} unlabeled rows, so a simulated oracle cannot reveal "
             "their labels; set --config.al.oracle=human to label them"
-        )
-    if (
-        cfg.bald.dropout_scope == "all"
-        and cfg.train.mode == "head"
-        and spec.name
-        in (
-            "bald",
-            "batchbald",
-        )
-    ):
-        raise ConfigError(
-            "bald.dropout_scope=all needs the encoder's dropout, but train.mode=head freezes "
-            "the encoder; use bald.dropout_scope=head or train.mode=full"
         )
 
 
@@ -211,4 +199,5 @@ def build(cfg, mesh) -> Parts:
         ctx=ctx,
         recipe=TrainRecipe(t.epochs, t.min_steps, t.lr, t.warmup_ratio, t.from_scratch),
         mesh=mesh,
+        stop_rows=stopping.stop_set(len(dataset.train), cfg.al.stop_set_size, cfg.seed),
     )

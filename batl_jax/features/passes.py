@@ -69,10 +69,12 @@ class FeaturePasses:
         os.replace(tmp, path)  # atomic: concurrent runs never read a partial file
 
     def run(
-        self, steps, params, rest, split, keys, *, stochastic=False, sentence=None, desc="score"
-    ):
+        self, steps, params, rest, split, keys, *, stochastic=False, sentence=None,
+        desc="score", rows=None,
+    ):  # fmt: skip
+        """``keys`` outputs of the model over ``rows`` of ``split`` (default: all), by row."""
         enc = self.encoded[split]
-        rows = np.arange(len(enc))
+        rows = np.arange(len(enc)) if rows is None else np.asarray(rows)
         if sentence is not None:
             # Cached features: lengths no longer matter, so one bucket (one compiled shape).
             batches = data.scoring_batches(enc, rows, self.batch_size, (self.buckets[-1],))
@@ -120,8 +122,5 @@ class FeaturePasses:
         return self._sentence_cache[split]
 
     def test_probs(self, steps, params, rest, sentence=None) -> np.ndarray:
-        out = self.run(
-            steps, params, rest, "test", ("logits",), sentence=sentence, desc="evaluate"
-        )
+        out = self.run(steps, params, rest, "test", ("logits",), sentence=sentence, desc="evaluate")
         return softmax(out["logits"])
-
