@@ -10,6 +10,7 @@ SUITES = {
     "strategies": "selection time and peak memory of every strategy kernel",
     "encoder": "pool scoring with MiniLM, batl_jax (buckets) vs transformers' PyTorch (padded)",
     "round": "one active-learning round (train, score, ENTROPY, BADGE) vs small-text",
+    "dtype": "bfloat16 vs float32 matmul and MiniLM forward, JAX per XLA flag set vs PyTorch",
     "peers": "k-center and BADGE vs small-text and scikit-activeml on the same features",
     "all": "every suite above with the same --quick/--smoke, then every ratio",
 }

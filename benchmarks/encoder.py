@@ -8,7 +8,8 @@ from batl_jax into the PyTorch model so both compute the same function):
 
 * ``batl_jax``: the round's pool pass (``data.scoring_batches`` into
   ``train.predict``): length buckets (``--buckets``, default the config default),
-  jitted forward, one compiled shape per bucket;
+  jitted forward, one compiled shape per bucket and a smaller one for a bucket's
+  last batch (``tail_multiple``: no empty rows);
 * ``torch longest``: transformers' ``BertForSequenceClassification`` parts, eager,
   ``torch.inference_mode``, rows in pool order, each batch padded to its longest row
   (what ``DataCollatorWithPadding`` does);
@@ -23,7 +24,10 @@ interleaved; medians. Figures:
 sentences/s, ratio to batl_jax, padded tokens (rows x padded length summed over
 batches, padding rows of a last batch included) and the time per padded token as a
 ratio (how fast each side does the same unit of work). The outputs are compared
-(max |Δ s(x)|) to show both sides did the same work.
+(max |Δ s(x)|) to show both sides did the same work. Last, the encoder's achieved
+FLOP rate (:mod:`benchmarks.flops`: over the padded batches and over the real lengths)
+as a share of a 2048² dense matmul's rate measured in this process (float32 and
+bfloat16, JAX and PyTorch): how close each side came to the machine's limit.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import sys
 import numpy as np
 
 from batl_jax import data
-from benchmarks import inputs, machine, measure, report
+from benchmarks import flops, inputs, machine, measure, report
 
 
 def _parse(argv):
@@ -89,7 +93,19 @@ class JaxScorer:
         model = self.factory.classifier(0, with_encoder=True)
         self.head = head_weights(model)
         graphdef, self.params, self.rest = train.split_model(model)
-        self.steps = train.Steps(graphdef, sharding.make_mesh(), train.LossConfig(), 0.0)
+        mesh = sharding.make_mesh()
+        self.steps = train.Steps(graphdef, mesh, train.LossConfig(), 0.0)
+        self.tail_multiple = sharding.num_shards(mesh)  # as the pool pass (FeaturePasses)
+
+    def batches(self):
+        rows = np.arange(len(self.enc))
+        return data.scoring_batches(
+            self.enc, rows, self.batch, self.buckets, tail_multiple=self.tail_multiple
+        )
+
+    def shapes(self) -> list[tuple[int, int]]:
+        """``(rows, padded length)`` of every batch (padding rows included)."""
+        return [b.input_ids.shape for b in self.batches()]
 
     def __call__(self):
         from batl_jax import train
@@ -99,17 +115,12 @@ class JaxScorer:
             self.steps,
             self.params,
             self.rest,
-            data.scoring_batches(self.enc, rows, self.batch, self.buckets),
+            self.batches(),
             data.num_scoring_batches(self.enc, rows, self.batch, self.buckets),
             len(self.enc),
             OUTPUTS,
         )
         return {k: out[k] for k in OUTPUTS}
-
-
-def jax_padded_tokens(enc, batch: int, buckets) -> int:
-    rows = np.arange(len(enc))
-    return int(sum(b.input_ids.size for b in data.scoring_batches(enc, rows, batch, buckets)))
 
 
 # ----------------------------------------------------------------------------- torch side
@@ -199,21 +210,21 @@ class TorchScorer:
 
 
 def _sides(args, model_path: str, enc, buckets, notes: list[str]) -> tuple[dict, dict]:
-    """The scorers to time, by name, and the padded tokens each one processes."""
+    """The scorers to time, by name, and the ``(rows, padded length)`` of their batches."""
     jax_side = JaxScorer(model_path, enc, buckets, args.batch, num_labels=4)
     fns = {"batl_jax": jax_side}
-    tokens = {"batl_jax": jax_padded_tokens(enc, args.batch, buckets)}
+    shapes = {"batl_jax": jax_side.shapes()}
     torch = machine.peer("torch")
     variants = [v for v in args.variants.split(",") if v]
     device = machine.torch_device(torch, notes, "PyTorch rows") if torch is not None else None
     if device is None or not variants:
-        return fns, tokens
+        return fns, shapes
     tmodel = load_torch_classifier(model_path, 4, jax_side.head, device)
     for v in variants:
         scorer = TorchScorer(tmodel, enc, args.batch, v, args.max_len, device)
         fns[f"torch {v}"] = scorer
-        tokens[f"torch {v}"] = scorer.padded_tokens
-    return fns, tokens
+        shapes[f"torch {v}"] = [(len(rows), length) for rows, length in scorer.plan]
+    return fns, shapes
 
 
 def _figures(name: str, times, warm, last, tokens, n: int, real_tokens: int) -> dict:
@@ -288,7 +299,8 @@ def run(args) -> dict:
     if args.quick:
         print("(--quick: a 384-sentence subset of the pool; the full run uses all 10k)")
     notes: list[str] = []
-    fns, tokens = _sides(args, model_path, enc, buckets, notes)
+    fns, shapes = _sides(args, model_path, enc, buckets, notes)
+    tokens = {name: int(sum(r * length for r, length in sh)) for name, sh in shapes.items()}
     # batl_jax warms up with a whole pass (every compiled shape, tail batches included);
     # eager PyTorch compiles nothing, one batch starts its thread pool.
     times, warm, last = measure.interleaved(
@@ -300,6 +312,7 @@ def run(args) -> dict:
     real_tokens = int(enc.lengths.sum())
     results = [_figures(name, times, warm, last, tokens, n, real_tokens) for name in fns]
     _print_table(results, buckets, notes)
+    rates = _utilisation(args, fns["batl_jax"].factory.config, enc, shapes, results)
     settings = {
         "n": n,
         "batch": args.batch,
@@ -312,7 +325,33 @@ def run(args) -> dict:
         "mean_length": float(enc.lengths.mean()),
         "real_tokens": real_tokens,
     }
-    return {"suite": "encoder", "env": info, "settings": settings, "rows": results, "notes": notes}
+    return {
+        "suite": "encoder",
+        "env": info,
+        "settings": settings,
+        "rows": results,
+        "matmul_gflops": rates,
+        "notes": notes,
+    }
+
+
+def _utilisation(args, config, enc, shapes: dict, results: list[dict]) -> dict[str, float]:
+    """Each side's forward FLOP rate (padded and real tokens) as a share of the dense
+    matmul rates measured now, in this process; adds ``utilisation`` to each row."""
+    size = flops.SMOKE_MATMUL_SIZE if args.smoke else flops.MATMUL_SIZE
+    rates = flops.matmul_rates(size, torch=machine.peer("torch"))
+    shape = flops.EncoderShape.of(config)
+    real = shape.forward_flops_real(enc.lengths)
+    print()
+    flops.print_rates(rates, size)
+    for r in results:
+        padded = shape.forward_flops_batches(shapes[r["impl"]])
+        r["utilisation"] = {
+            "padded": flops.utilisation(padded, r["seconds"], rates),
+            "real": flops.utilisation(real, r["seconds"], rates),
+        }
+        print("\n".join(flops.utilisation_lines(f"forward {r['impl']}", r["utilisation"])))
+    return rates
 
 
 def ratios(result: dict) -> list[tuple[str, float]]:

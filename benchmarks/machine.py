@@ -32,6 +32,7 @@ VERSIONED = (
     "small-text",
     "scikit-activeml",
     "scikit-learn",
+    "baal",
 )
 
 # Peers: import name -> distribution name (for the install hint).
@@ -41,10 +42,11 @@ PEERS = {
     "small_text": "small-text",
     "skactiveml": "scikit-activeml",
     "sklearn": "scikit-learn",
+    "baal": "baal",
 }
 INSTALL_HINT = (
     "pip install torch==2.13.0 (CPU wheel first), then pip install -e '.[bench]' "
-    "(small-text 1.4.1, scikit-activeml 1.0.1)"
+    "(small-text 1.4.1, scikit-activeml 1.0.1, baal 2.1.0)"
 )
 
 

@@ -36,6 +36,13 @@ test pass, compiling every shape it will see; reported), then ``--reps`` timed r
 from the same starting weights, interleaved; medians per phase. ``--quick``: 128
 labeled, 1 epoch, 512-row pool, k = 50, 128 test rows (its accuracies mean little: 4
 training steps).
+
+Last, how close to the machine's limit (:mod:`benchmarks.flops`): the encoder FLOP rate
+of training (forward + backward, 3x the forward, over the padded batches each side
+trains on and over the real lengths) and of batl_jax's pool pass, as a share of a
+2048² dense matmul's rate measured in this process (float32 and bfloat16, JAX and
+PyTorch). ``--sampler random`` times batl_jax's training with the old random batches
+(``train.sampler``), for the bucketed sampler's gain.
 """
 
 from __future__ import annotations
@@ -47,7 +54,7 @@ import time
 
 import numpy as np
 
-from benchmarks import inputs, machine, measure, report
+from benchmarks import flops, inputs, machine, measure, report
 
 PHASES = ["train", "pool pass", "select entropy", "select BADGE"]
 
@@ -68,6 +75,9 @@ def _parse(argv):
     p.add_argument("--lr", type=float, default=5e-5, help="peak learning rate")
     p.add_argument("--max-len", type=int, default=128)
     inputs.add_buckets_flag(p)
+    p.add_argument(
+        "--sampler", default="bucketed", help="batl_jax's train.sampler: bucketed | random"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--reps", type=int, default=3, help="timed rounds per side (>= 3)")
     p.add_argument("--model", default="", help="minilm (default) | bert-base | tiny | DIR")
@@ -111,6 +121,7 @@ def _settings(args, jr, model_label: str) -> dict:
         "quick": args.quick,
         "smoke": args.smoke,
         "mean_length": float(jr.parts.encoded["train"].lengths.mean()),
+        "sampler": args.sampler,
     }
 
 
@@ -276,6 +287,40 @@ def _print_results(rows, warm, acc, eval_s, picks, s: dict, notes: list[str]) ->
         print("NOTE:", note)
 
 
+def _utilisation(args, jr, med: dict) -> tuple[dict, dict]:
+    """Training's and the pool pass's encoder FLOP rates (padded and real tokens) as
+    shares of the dense matmul rates measured now, in this process."""
+    size = flops.SMOKE_MATMUL_SIZE if args.smoke else flops.MATMUL_SIZE
+    rates = flops.matmul_rates(size, torch=machine.peer("torch"))
+    shape = flops.EncoderShape.of(jr.parts.factory.config)
+    lengths = jr.parts.encoded["train"].lengths
+    real_train = flops.TRAIN_FACTOR * args.epochs * shape.forward_flops_real(lengths[jr.labeled])
+    padded = {
+        "batl_jax": flops.TRAIN_FACTOR * shape.forward_flops_batches(jr.train_shapes()),
+        # small-text pads every row to max_len (TransformersDataset.from_arrays)
+        "small-text": flops.TRAIN_FACTOR
+        * args.epochs
+        * shape.forward_flops(len(jr.labeled), args.max_len),
+    }
+    util: dict[str, dict] = {}
+    for name, m in med.items():
+        util[f"train {name}"] = {
+            "padded": flops.utilisation(padded[name], m["train"], rates),
+            "real": flops.utilisation(real_train, m["train"], rates),
+        }
+    if "pool pass" in med["batl_jax"]:
+        t = med["batl_jax"]["pool pass"]
+        util["pool pass batl_jax"] = {
+            "padded": flops.utilisation(shape.forward_flops_batches(jr.pool_shapes()), t, rates),
+            "real": flops.utilisation(shape.forward_flops_real(lengths), t, rates),
+        }
+    print()
+    flops.print_rates(rates, size)
+    for label, figures in util.items():
+        print("\n".join(flops.utilisation_lines(label, figures)))
+    return rates, util
+
+
 # ----------------------------------------------------------------------------- suite
 
 
@@ -300,6 +345,7 @@ def run(args) -> dict:
     med = {name: {p: measure.median(v) for p, v in ph.items() if v} for name, ph in times.items()}
     rows, ratio_rows = _phase_rows(med, settings)
     _print_results(rows, warm, acc, eval_s, picks, settings, notes)
+    rates, util = _utilisation(args, jr, med)
     st = sides.get("small-text")
     return {
         "suite": "round",
@@ -313,6 +359,8 @@ def run(args) -> dict:
         "picks": picks,
         "ratios": dict(ratio_rows),
         "small_text_tokenize_s": getattr(st, "tokenize_s", None),
+        "matmul_gflops": rates,
+        "utilisation": util,
         "notes": notes,
     }
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from batl_jax import rounds, seeds, setup, sharding, strategies
+from batl_jax import data, rounds, seeds, setup, sharding, strategies
 from batl_jax.config import get_base_config
 from benchmarks import inputs
 from benchmarks.encoder import head_weights
@@ -48,6 +48,7 @@ def make_config(args, model_path: str, data_dir: Path):
     c.train.epochs = args.epochs
     c.train.min_steps = 0  # exactly epochs x ceil(labeled / batch) steps, as small-text
     c.train.batch_size = args.batch
+    c.train.sampler = args.sampler
     c.train.eval_batch_size = args.eval_batch
     c.train.lr = args.lr
     c.train.warmup_ratio = 0.1
@@ -110,6 +111,31 @@ class JaxRound:
         for name in STRATEGIES:
             self.select(name, feats)
         jax.effects_barrier()
+
+    def train_shapes(self) -> list[tuple[int, int]]:
+        """``(rows, padded length)`` of every training batch :meth:`train` feeds: the
+        epochs' batches drawn as ``rounds.fit`` draws them (same seeds, same sampler)."""
+        parts, cfg = self.parts, self.cfg
+        rng = np.random.default_rng(seeds.derive_seed(cfg.seed, 0, seeds.TRAIN))
+        enc, sampler = parts.encoded["train"], rounds.training_sampler(parts)
+        shapes = []
+        for _ in range(cfg.train.epochs):
+            epoch_rng = np.random.default_rng(rng.integers(2**31))
+            batches = data.training_batches(
+                enc, self.labeled, parts.train_batch, parts.buckets, epoch_rng, sampler=sampler
+            )
+            shapes += [b.input_ids.shape for b in batches]
+        return shapes
+
+    def pool_shapes(self) -> list[tuple[int, int]]:
+        """``(rows, padded length)`` of every batch of the pool pass (``FeaturePasses``)."""
+        parts = self.parts
+        enc = parts.encoded["train"]
+        shards = sharding.num_shards(parts.mesh)
+        rows = np.arange(len(enc))
+        batch = parts.passes.batch_size
+        batches = data.scoring_batches(enc, rows, batch, parts.buckets, tail_multiple=shards)
+        return [b.input_ids.shape for b in batches]
 
     def train(self):
         return rounds.fit(self.parts, 0, self.labeled, self.labels)

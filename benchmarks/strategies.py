@@ -16,6 +16,15 @@ kernel must stay under 4 GB.
 The child starts the JAX runtime before taking the baseline, so the figure is
 the kernel's own memory: device copies of the inputs, compilation, buffers.
 
+Two cases compare with the claims of the paper's peers: BatchBALD against baal's
+``BatchBALD`` heuristic (baal 2.x, PyTorch + NumPy) on the same MC probabilities (N = 5k,
+C = 5, 20 MC samples, k = 100; ``--baal-n`` to shrink N), each in its own child, with
+the agreement of their picks; and BADGE at NYT-10's shape (N = 200k, C = 53, d = 768,
+k = 500). Both samplers estimate the joint entropy: batl_jax's exactly while ``C^n``
+fits ``max_configs`` (the first 6 picks at C = 5), then from 1,000 sampled
+configurations; baal from 500 configurations drawn from the batch so far at every step
+after the first (its default ``num_draw``). Both start from BALD's top row.
+
 Options: ``--quick`` (N = 20k, k = 100 only), ``--smoke`` (tiny, seconds, for CI;
 all cases share one child, so only its first memory figure is clean),
 ``--json PATH`` (write the results), ``--devices N`` (fake CPU devices per child,
@@ -26,6 +35,7 @@ default 1), ``--only SUBSTR`` (cases whose name contains it), ``--timeout S``
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import subprocess
 import sys
@@ -34,13 +44,23 @@ import time
 import numpy as np
 
 from benchmarks import inputs, machine, measure, report
+from benchmarks.machine import INSTALL_HINT
 
 K_MC = 20  # MC-dropout passes for BALD / BatchBALD
 ALPS_DIM = 128
 BATCHBALD_K = 10  # BatchBALD's greedy batch is small: 6 exact steps at C=5, then sampled
+# The baal comparison (docs/benchmarks.md): its sizes, and NYT-10's BADGE shape.
+BAAL_CASE = dict(n=5000, c=5, k=100, mc=K_MC)
+NYT10_BADGE = dict(kernel="badge", n=200_000, d=768, c=53, k=500)
 
 
-def _cases(quick: bool, smoke: bool) -> list[dict]:
+def baal_cases(n: int) -> list[dict]:
+    """batl_jax's BatchBALD and baal's on the same MC probabilities (one child each)."""
+    case = {**BAAL_CASE, "n": n}
+    return [dict(kernel="batchbald", **case), dict(kernel="baal_batchbald", **case)]
+
+
+def _cases(quick: bool, smoke: bool, baal_n: int = BAAL_CASE["n"]) -> list[dict]:
     if smoke:
         n, d, k = 500, 32, 5
         return [
@@ -49,6 +69,7 @@ def _cases(quick: bool, smoke: bool) -> list[dict]:
             dict(kernel="kmeans", n=n, d=16, k=k, iters=3),
             dict(kernel="bald", n=n, c=5, k=k, mc=4),
             dict(kernel="batchbald", n=n, c=3, k=4, mc=4),
+            dict(kernel="baal_batchbald", n=n, c=3, k=4, mc=4),
         ]
     sizes = [20_000] if quick else [20_000, 200_000]
     ks = [100] if quick else [100, 2000]
@@ -59,7 +80,23 @@ def _cases(quick: bool, smoke: bool) -> list[dict]:
         cases += [dict(kernel="kmeans", n=n, d=ALPS_DIM, k=k, iters=10) for k in ks]
         cases += [dict(kernel="bald", n=n, c=c, k=ks[-1], mc=K_MC) for c in (5, 53)]
         cases.append(dict(kernel="batchbald", n=n, c=5, k=BATCHBALD_K, mc=K_MC))
+    if not quick:
+        cases += baal_cases(baal_n) + [NYT10_BADGE]
     return cases
+
+
+def _baal_batchbald(mc: np.ndarray, k: int) -> np.ndarray:
+    """baal's BatchBALD picks (its defaults; torch seeded), BALD's top row first (baal's
+    first pick), then the rest in baal's ranking (by score, not in pick order)."""
+    import torch
+    from baal.active.heuristics import BALD, BatchBALD
+
+    torch.manual_seed(0)
+    # baal wants [N, C, iterations]; its loop adds one row per step after BALD's top row.
+    pred = np.ascontiguousarray(mc.transpose(1, 2, 0))
+    ranks = np.asarray(BatchBALD(num_samples=k - 1)(pred)[:k])
+    first = int(np.argmax(BALD().compute_score(pred)))
+    return np.concatenate([[first], ranks[ranks != first]])[:k]
 
 
 def _name(case: dict) -> str:
@@ -85,7 +122,7 @@ def _run_case(case: dict) -> dict:
         x = rng.standard_normal((n, case["d"]), dtype=np.float32)
     if kind == "badge":
         probs = inputs.softmax_inplace(rng.standard_normal((n, case["c"]), dtype=np.float32) * 3)
-    if kind in ("bald", "batchbald"):
+    if kind in ("bald", "batchbald", "baal_batchbald"):
         mc = rng.standard_normal((case["mc"], n, case["c"]), dtype=np.float32)
         mc *= 2
         mc = inputs.softmax_inplace(mc)
@@ -103,6 +140,8 @@ def _run_case(case: dict) -> dict:
             return kmeans.kmeans_select(x, cand, k, key=key, max_iter=case["iters"], mesh=mesh)
         if kind == "bald":
             return batchbald.bald_select(mc, cand, k)[0]
+        if kind == "baal_batchbald":
+            return _baal_batchbald(mc, k)
         return batchbald.batchbald_select(mc, cand, k, key=key, mesh=mesh)[0]
 
     # Start the runtime first so its fixed start-up memory is not charged to the kernel.
@@ -114,6 +153,7 @@ def _run_case(case: dict) -> dict:
     peak = measure.maxrss_bytes()
     assert len(np.unique(picks)) == k
     return dict(
+        picks=np.asarray(picks).tolist() if kind.endswith("batchbald") else None,
         seconds=seconds,
         peak_extra_mb=(peak - base) / measure.MB,
         baseline_mb=base / measure.MB,
@@ -180,6 +220,9 @@ def _parse(argv):
     ap.add_argument("--devices", type=int, default=1)
     ap.add_argument("--only", default="")
     ap.add_argument("--timeout", type=float, default=None)
+    ap.add_argument(
+        "--baal-n", type=int, default=BAAL_CASE["n"], help="pool rows of the baal comparison"
+    )
     ap.add_argument("--case", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
@@ -187,7 +230,10 @@ def _parse(argv):
 def _measure(args) -> tuple[dict | None, list[dict]]:
     """Every case in fresh children; the machine's facts, with the children's device."""
     timeout = args.timeout or (120.0 if args.smoke else 1800.0)
-    cases = [c for c in _cases(args.quick, args.smoke) if args.only in _name(c)]
+    cases = [c for c in _cases(args.quick, args.smoke, args.baal_n) if args.only in _name(c)]
+    if importlib.util.find_spec("baal") is None:
+        cases = [c for c in cases if c["kernel"] != "baal_batchbald"]
+        print(f"NOTE: baal is not installed; its BatchBALD rows are skipped. {INSTALL_HINT}")
     # --smoke runs every case in one child (one jax start-up; its memory figures
     # after the first case are not clean); otherwise one fresh child per case.
     batches = [cases] if args.smoke else [[c] for c in cases]
@@ -204,7 +250,33 @@ def _measure(args) -> tuple[dict | None, list[dict]]:
                 row["note"] = f"dense g would be {dense_gb:.1f} GB"
             rows.append(row)
             print(_table([row]).splitlines()[1], flush=True)
+    _agreement(rows)
     return info, rows
+
+
+def _agreement(rows: list[dict]) -> None:
+    """baal's row notes its time and memory against batl_jax's on the same case, and how
+    many picks the two share (sets: baal returns its picks ranked by score, not in order)."""
+    key = lambda r: _name({**r["case"], "kernel": ""})
+    ours = {key(r): r for r in rows if r["case"]["kernel"] == "batchbald"}
+    for r in rows:
+        if r["case"]["kernel"] != "baal_batchbald" or "error" in r:
+            continue
+        o = ours.get(key(r))
+        if o is None or "error" in o:
+            continue
+        common = len(set(o["picks"]) & set(r["picks"]))
+        r["agreement"] = dict(
+            common=common,
+            first_pick_equal=o["picks"][0] == r["picks"][0],
+            speedup_of_batl_jax=r["seconds"] / o["seconds"],
+            memory_ratio=r["peak_extra_mb"] / max(o["peak_extra_mb"], 1e-9),
+        )
+        first = "equal" if r["agreement"]["first_pick_equal"] else "differs"
+        r["note"] = (
+            f"{r['seconds'] / o['seconds']:.0f}x batl_jax's time; picks in common "
+            f"{common}/{r['case']['k']}, first pick {first}"
+        )
 
 
 def main(argv: list[str]) -> int:

@@ -34,8 +34,15 @@ def test_encoder_smoke(tmp_path, capsys):
         for name in ("torch longest", "torch max_len", "torch sorted"):
             assert rows[name]["max_abs_diff_sentence"] < 1e-4, name  # same weights, same s(x)
             assert rows[name]["speedup_of_batl_jax"] > 0
+    # How close to the limit: every side's forward FLOP rate against the matmul rates.
+    assert {"jax float32", "jax bfloat16"} <= set(res["matmul_gflops"])
+    for r in rows.values():
+        u = r["utilisation"]
+        assert u["padded"]["flops"] >= u["real"]["flops"] > 0
+        assert set(u["padded"]["share"]) == set(res["matmul_gflops"])
     text = capsys.readouterr().out
     assert "batl_jax speedup" in text and "padded tokens" in text and "matrix units:" in text
+    assert "forward batl_jax (padded tokens)" in text and "% of jax float32" in text
 
 
 @pytest.mark.skipif(inputs.data_dir() is None, reason="needs the AG News data dir")
@@ -50,7 +57,14 @@ def test_round_smoke(tmp_path, capsys):
     if HAS_SMALL_TEXT and HAS_TORCH:
         assert "small-text" in res["median_s"] and "small-text" in res["test_accuracy"]
         assert res["ratios"]
-    assert "round with both strategies" in capsys.readouterr().out
+    util = res["utilisation"]
+    assert {"train batl_jax", "pool pass batl_jax"} <= set(util)
+    for figures in util.values():
+        assert figures["padded"]["flops"] >= figures["real"]["flops"] > 0
+        assert figures["padded"]["share"]["jax float32"] > 0
+    assert res["settings"]["sampler"] == "bucketed"
+    text = capsys.readouterr().out
+    assert "round with both strategies" in text and "train batl_jax (padded tokens)" in text
 
 
 def test_peers_smoke(tmp_path, capsys):
