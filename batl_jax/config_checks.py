@@ -31,6 +31,11 @@ CHOICES = {
     "batl.mining": ("minibatch", "global"),
     "coreset.features": ("sentence", "concat"),
     "bald.dropout_scope": ("head",),
+    # Also checked where they are used; here too, so a typo costs seconds, not a round.
+    "train.sampler": ("bucketed", "random"),
+    "batl.triplet_grad": ("all", "embedding_only"),
+    "batl.lone_anchor": ("mean", "paper"),
+    "batl.batch_mode": ("topk", "spaced"),
 }
 
 
@@ -80,6 +85,7 @@ RANGES = [
     Range("batl.mining_batch", 2),
     Range("batl.embed_dim", 1),
     Range("batl.train_triplet_weight", 0),
+    Range("batl.spacing", 0),
     Range("dal.sub_rounds", 1),
     Range("dal.hidden", 1),
     Range("dal.steps", 1),

@@ -61,7 +61,12 @@ def test_nan_inside_a_tuple_is_refused():
         ("seed", 2**63),
         ("seed", -1),
         ("dal.hidden", 0),
-        ("dal.batch", 1),
+        ("dal.batch", 0),
+        ("train.sampler", "shuffled"),
+        ("batl.triplet_grad", "none"),
+        ("batl.lone_anchor", "skip"),
+        ("batl.batch_mode", "greedy"),
+        ("batl.spacing", -0.1),
         ("dal.lr", 0.0),
         ("bald.num_samples", 0),
         ("bald.max_configs", 0),
@@ -142,3 +147,14 @@ def test_a_config_without_a_key_of_the_defaults_is_refused():
 @pytest.mark.parametrize("bad", [("a",), (16.5,), (True,)])
 def test_tuples_of_lengths_hold_positive_ints_only(key, bad):
     _refused(key, bad)
+
+
+def test_choices_agree_with_the_modules_that_use_them():
+    from batl_jax.config_checks import CHOICES
+    from batl_jax.data.encoding import SAMPLERS
+    from batl_jax.strategies.batl import BATCH_MODES, LONE_ANCHOR_RULES, TRIPLET_GRADS
+
+    assert CHOICES["train.sampler"] == SAMPLERS
+    assert CHOICES["batl.triplet_grad"] == TRIPLET_GRADS
+    assert CHOICES["batl.lone_anchor"] == LONE_ANCHOR_RULES
+    assert CHOICES["batl.batch_mode"] == BATCH_MODES
