@@ -8,15 +8,6 @@ from pathlib import Path
 import pytest
 
 from batl_jax.errors import DataError, ModelError
-from batl_jax.tasks.relation_data import (
-    SEMEVAL_LABELS,
-    WIKI_KBP_LABELS,
-    RelationExample,
-    load_nyt10_records,
-    load_semeval,
-    load_wiki_kbp,
-    validate_labels,
-)
 from batl_jax.tasks.relation_inputs import (
     MARKERS,
     RelationTooLongError,
@@ -24,6 +15,14 @@ from batl_jax.tasks.relation_inputs import (
     encode_relation,
     encode_relations,
 )
+from batl_jax.tasks.relation_readers import (
+    SEMEVAL_LABELS,
+    WIKI_KBP_LABELS,
+    load_nyt10_records,
+    load_semeval,
+    load_wiki_kbp,
+)
+from batl_jax.tasks.relation_records import RelationExample, validate_labels
 
 DATA = Path(
     os.environ.get("BATL_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")

@@ -22,11 +22,12 @@ from batl_jax.data import (
     resolve_data_dir,
 )
 from batl_jax.errors import ConfigError, DataError
-from batl_jax.tasks import relation_data as rd
 from batl_jax.tasks import relation_inputs as ri
 from batl_jax.tasks import relation_metrics as rm
+from batl_jax.tasks import relation_readers as rd
 from batl_jax.tasks.base import majority_rate
 from batl_jax.tasks.classification import f1_scores
+from batl_jax.tasks.relation_records import RelationExample
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ _FILES = {
 _NA = {"semeval": rd.SEMEVAL_NA, "wiki_kbp": rd.WIKI_KBP_NA, "nyt10": rd.NYT10_NA}
 
 
-def _to_split(examples: list[rd.RelationExample], label_names: list[str]) -> Split:
+def _to_split(examples: list[RelationExample], label_names: list[str]) -> Split:
     index = {name: i for i, name in enumerate(label_names)}
     return Split(
         ids=[ex.id for ex in examples],

@@ -39,7 +39,7 @@ import logging
 from collections.abc import Sequence
 
 from batl_jax.errors import DataError, ModelError
-from batl_jax.tasks.relation_data import RelationExample, validate_example
+from batl_jax.tasks.relation_records import RelationExample, validate_example
 
 log = logging.getLogger(__name__)
 

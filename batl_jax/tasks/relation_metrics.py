@@ -31,7 +31,7 @@ from collections.abc import Hashable, Sequence
 
 import numpy as np
 
-from batl_jax.tasks.relation_data import SEMEVAL_LABELS, SEMEVAL_NA
+from batl_jax.tasks.relation_readers import SEMEVAL_LABELS, SEMEVAL_NA
 
 
 def _check(probs, labels, na_index: int) -> tuple[np.ndarray, np.ndarray]:

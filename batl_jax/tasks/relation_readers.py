@@ -1,20 +1,8 @@
-"""Relation-extraction data: one record type and loaders for SemEval-2010 Task 8, Wiki-KBP, NYT-10.
+"""Relation-extraction loaders for SemEval-2010 Task 8, Wiki-KBP and NYT-10, with their labels.
 
-Every loader turns its source format into :class:`RelationExample` (a sentence, two character
-spans and a label) and checks each record the same way. A malformed record is either fatal
-(``on_error="fail"``: a :class:`~batl_jax.errors.DataError` naming the file, the record id, the
-problem and the fix) or dropped (``on_error="skip"``: a warning, and it is counted in the
-``skipped`` dict every loader returns, keyed by reason, for the run log). Reasons:
-
-``bad_record``          not a JSON object / required field missing or of the wrong type
-``empty_text``          the sentence is empty or only whitespace
-``missing_span``        no span for an entity (SemEval tags absent/unbalanced, NYT ``pos`` missing)
-``entity_not_found``    Wiki-KBP: em1Text/em2Text is not a substring of sentText
-``span_out_of_range``   a span is not ``0 <= start < end <= len(text)``
-``empty_entity``        a span covers only whitespace
-``span_text_mismatch``  the span's text differs from the entity text the record states
-``overlapping_spans``   the head and tail spans share characters
-``unknown_label``       the label is not in the known label set
+Each loader turns its source format into :class:`~batl_jax.tasks.relation_records.RelationExample`
+and checks every record with :mod:`batl_jax.tasks.relation_records` (the ``on_error`` policy and
+the skip reasons are described there). Each returns ``(examples, skipped_counts_by_reason)``.
 
 Wiki-KBP entity positions. CoType's ``entityMentions[i]["start"]`` is *not* a character or token
 offset but a per-sentence mention id: it equals ``i`` (0, 1, 2, ... in list order) on all 289
@@ -32,19 +20,22 @@ same label; they are kept (CoType's count of 2,209 includes them).
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import gzip
 import itertools
-import json
-import logging
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from batl_jax.errors import DataError
+from batl_jax.tasks.relation_records import (
+    RecordError,
+    RelationExample,
+    Reporter,
+    check_example,
+    check_label,
+    read_json_lines,
+)
 
-log = logging.getLogger(__name__)
+_Err = RecordError  # short alias: the raise sites below stay on one line
 
 #: SemEval-2010 Task 8 labels: the no-relation class first, then the 18 directed relations.
 SEMEVAL_NA = "Other"
@@ -86,136 +77,6 @@ WIKI_KBP_LABELS = (
 #: NYT-10 (OpenNRE layout) no-relation label.
 NYT10_NA = "NA"
 
-_SKIP_LOG_LIMIT = 5  # warnings per reason; the rest go to DEBUG so a bad file cannot flood logs
-
-
-@dataclasses.dataclass(frozen=True)
-class RelationExample:
-    """One relation instance: ``head``/``tail`` are ``[start, end)`` character offsets in ``text``.
-
-    ``bag`` is the distant-supervision bag key (head name, tail name) when the dataset has one.
-    """
-
-    id: str
-    text: str
-    head: tuple[int, int]
-    tail: tuple[int, int]
-    label: str
-    bag: tuple[str, str] | None = None
-
-    @property
-    def head_text(self) -> str:
-        return self.text[self.head[0] : self.head[1]]
-
-    @property
-    def tail_text(self) -> str:
-        return self.text[self.tail[0] : self.tail[1]]
-
-
-class _RecordError(Exception):
-    """Internal: one record is malformed (``reason`` is a key of the skip report)."""
-
-    def __init__(self, reason: str, detail: str, fix: str):
-        super().__init__(detail)
-        self.reason, self.detail, self.fix = reason, detail, fix
-
-
-_Err = _RecordError  # short alias: the raise sites below stay on one line
-
-
-class _Reporter:
-    """Applies the ``on_error`` policy and keeps the per-reason skip counts."""
-
-    def __init__(self, source: str, on_error: str):
-        if on_error not in ("fail", "skip"):
-            raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
-        self.source, self.on_error = source, on_error
-        self.skipped: collections.Counter[str] = collections.Counter()
-
-    def __call__(self, record_id: str, err: _RecordError) -> None:
-        if self.on_error == "fail":
-            raise DataError(
-                f"{self.source}: record {record_id}: {err.detail} [{err.reason}]. "
-                f"Fix: {err.fix}; or load with on_error='skip' to drop such records "
-                "(they are counted in the skip report)."
-            )
-        self.skipped[err.reason] += 1
-        level = logging.WARNING if self.skipped[err.reason] <= _SKIP_LOG_LIMIT else logging.DEBUG
-        log.log(
-            level, "%s: skipping record %s: %s [%s]", self.source, record_id, err.detail, err.reason
-        )
-
-    def counts(self) -> dict[str, int]:
-        return dict(sorted(self.skipped.items()))
-
-
-def _check_example(text: str, head: tuple[int, int], tail: tuple[int, int]) -> None:
-    """Raises ``_RecordError`` unless ``text`` is non-empty and the spans are valid and disjoint."""
-    if not isinstance(text, str) or not text.strip():
-        raise _Err("empty_text", "the sentence is empty", "remove the record or fill it in")
-    for name, span in (("head", head), ("tail", tail)):
-        s, e = span
-        if not (isinstance(s, int) and isinstance(e, int) and 0 <= s < e <= len(text)):
-            why = f"{name} span {list(span)} is not within [0, {len(text)}] with start < end"
-            raise _Err("span_out_of_range", why, "give [start, end) offsets inside the sentence")
-        if not text[s:e].strip():
-            why = f"{name} span {list(span)} covers only whitespace"
-            raise _Err("empty_entity", why, "point the span at the entity's characters")
-    if head[0] < tail[1] and tail[0] < head[1]:
-        h, t = text[head[0] : head[1]], text[tail[0] : tail[1]]
-        why = f"head span {list(head)} {h!r} overlaps tail span {list(tail)} {t!r}"
-        raise _Err("overlapping_spans", why, "make head and tail disjoint spans")
-
-
-def validate_example(example: RelationExample) -> None:
-    """Raises ``DataError`` unless the text is non-empty and the spans are valid and disjoint.
-
-    The loaders already apply this; it guards examples built by hand before encoding.
-    """
-    try:
-        _check_example(example.text, example.head, example.tail)
-    except _RecordError as err:
-        raise DataError(
-            f"record {example.id}: {err.detail} [{err.reason}]. Fix: {err.fix}."
-        ) from None
-
-
-def _check_label(label, label_names: Sequence[str] | frozenset | None) -> str:
-    if not isinstance(label, str) or not label:
-        raise _Err("unknown_label", f"label {label!r} is not a string", "give every record a label")
-    if label_names is not None and label not in label_names:
-        shown = ", ".join(sorted(label_names)[:20])
-        fix = f"use one of [{shown}] or add the label to label_names"
-        raise _Err("unknown_label", f"label {label!r} is not a known relation", fix)
-    return label
-
-
-def _read_json_lines(path: Path, reporter: _Reporter) -> Iterable[tuple[int, dict]]:
-    """Yields (0-based physical line number, object); blank lines are skipped silently."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file. Fix: pass the path of the dataset file.")
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        for line_no, line in enumerate(f):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                obj = exc
-            if not isinstance(obj, dict):
-                why = (
-                    f"not valid JSON ({obj.msg})"
-                    if isinstance(obj, json.JSONDecodeError)
-                    else "not an object"
-                )
-                reporter(
-                    f"line {line_no}", _Err("bad_record", why, "write one JSON object per line")
-                )
-                continue
-            yield line_no, obj
-
 
 # --------------------------------------------------------------------------------------------
 # SemEval-2010 Task 8
@@ -252,14 +113,14 @@ def _parse_semeval(obj: dict) -> RelationExample:
             raise _Err("missing_span", f"entity e{n} has no {tags} tags", f"mark it with {tags}")
         spans.append((where[f"<e{n}>"], where[f"</e{n}>"]))
     head, tail = spans
-    _check_example(text, head, tail)
+    check_example(text, head, tail)
     for n, span in (("1", head), ("2", tail)):
         stated = obj.get(f"e{n}")
         if stated is not None and stated != text[span[0] : span[1]]:
             got = text[span[0] : span[1]]
             why = f"tagged e{n} {got!r} differs from field e{n} {stated!r}"
             raise _Err("span_text_mismatch", why, f"make field e{n} equal the tagged text")
-    return RelationExample("", text, head, tail, _check_label(label, _SEMEVAL_LABEL_SET))
+    return RelationExample("", text, head, tail, check_label(label, _SEMEVAL_LABEL_SET))
 
 
 def load_semeval(path: str | Path, *, on_error: str = "fail"):
@@ -270,13 +131,13 @@ def load_semeval(path: str | Path, *, on_error: str = "fail"):
     ``(e1,e2)``/``(e2,e1)`` suffix carries the direction). Labels must be in
     :data:`SEMEVAL_LABELS`. Returns ``(examples, skipped_counts_by_reason)``.
     """
-    reporter = _Reporter(str(path), on_error)
+    reporter = Reporter(str(path), on_error)
     examples = []
-    for line_no, obj in _read_json_lines(Path(path), reporter):
+    for line_no, obj in read_json_lines(Path(path), reporter):
         rid = str(obj.get("id", f"line {line_no}"))
         try:
             examples.append(dataclasses.replace(_parse_semeval(obj), id=rid))
-        except _RecordError as err:
+        except RecordError as err:
             reporter(rid, err)
     return examples, reporter.counts()
 
@@ -339,10 +200,10 @@ def load_wiki_kbp(
     docstring). ``label_names`` (optional) restricts the labels, e.g. :data:`WIKI_KBP_LABELS`.
     Returns ``(examples, skipped_counts_by_reason)``; counts are per relation mention.
     """
-    reporter = _Reporter(str(path), on_error)
+    reporter = Reporter(str(path), on_error)
     known = frozenset(label_names) if label_names is not None else None
     examples = []
-    for line_no, obj in _read_json_lines(Path(path), reporter):
+    for line_no, obj in read_json_lines(Path(path), reporter):
         text, mentions = obj.get("sentText"), obj.get("relationMentions")
         if not isinstance(text, str) or not isinstance(mentions, list):
             why = "sentText (string) or relationMentions (list) is missing"
@@ -356,12 +217,12 @@ def load_wiki_kbp(
                 if not text.strip():
                     raise _Err("empty_text", "sentText is empty", "remove or fill in the sentence")
                 head, tail = _locate_pair(text, m.get("em1Text"), m.get("em2Text"))
-                _check_example(text, head, tail)
-                label = _check_label(m.get("label"), known)
+                check_example(text, head, tail)
+                label = check_label(m.get("label"), known)
                 examples.append(
                     RelationExample(rid, text, head, tail, label, bag=(m["em1Text"], m["em2Text"]))
                 )
-            except _RecordError as err:
+            except RecordError as err:
                 reporter(rid, err)
     return examples, reporter.counts()
 
@@ -404,7 +265,7 @@ def _parse_nyt(obj: dict, known) -> RelationExample:
     else:
         raise _Err("bad_record", "neither 'text' nor 'token' is given", "give 'text'")
     head, tail = tuple(h_pos), tuple(t_pos)
-    _check_example(text, head, tail)
+    check_example(text, head, tail)
     for key, name, span in (("h", h_name, head), ("t", t_name, tail)):
         if not isinstance(name, str) or not name.strip():
             raise _Err("bad_record", f"{key}.name is missing", f"give {key}.name")
@@ -412,7 +273,7 @@ def _parse_nyt(obj: dict, known) -> RelationExample:
         if _norm(text[span[0] : span[1]]) != _norm(name):
             why = f"{key}.pos {list(span)} is {text[span[0] : span[1]]!r}, not {name!r}"
             raise _Err("span_text_mismatch", why, f"make {key}.pos the offsets of {key}.name")
-    label = _check_label(obj.get("relation"), known)
+    label = check_label(obj.get("relation"), known)
     bag = (str(h_name), str(t_name))  # both checked to be names above
     return RelationExample(str(obj.get("id", "")), text, head, tail, label, bag=bag)
 
@@ -433,7 +294,7 @@ def load_nyt10_records(
     position; bag = ``(h name, t name)``. ``source`` names the data in error messages.
     Returns ``(examples, skipped_counts_by_reason)``.
     """
-    reporter = _Reporter(source, on_error)
+    reporter = Reporter(source, on_error)
     known = frozenset(label_names) if label_names is not None else None
     examples = []
     for i, obj in enumerate(records):
@@ -443,34 +304,6 @@ def load_nyt10_records(
                 raise _Err("bad_record", "row is not a mapping", "pass dict rows")
             ex = _parse_nyt(obj, known)
             examples.append(dataclasses.replace(ex, id=rid))
-        except _RecordError as err:
+        except RecordError as err:
             reporter(rid, err)
     return examples, reporter.counts()
-
-
-# --------------------------------------------------------------------------------------------
-# Label checks
-# --------------------------------------------------------------------------------------------
-
-
-def validate_labels(
-    examples: Iterable[RelationExample],
-    label_names: Sequence[str],
-    *,
-    on_error: str = "fail",
-    source: str = "examples",
-):
-    """Keeps the examples whose label is in ``label_names``; the others per ``on_error``.
-
-    Returns ``(kept, {"unknown_label": n})`` (an empty dict when nothing was dropped).
-    """
-    reporter = _Reporter(source, on_error)
-    known = frozenset(label_names)
-    kept = []
-    for ex in examples:
-        try:
-            _check_label(ex.label, known)
-            kept.append(ex)
-        except _RecordError as err:
-            reporter(ex.id, err)
-    return kept, reporter.counts()
