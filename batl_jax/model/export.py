@@ -66,7 +66,7 @@ def _encoder_tensors(model) -> dict[str, np.ndarray]:
     out = {}
     for path, arr in flat.items():
         nnx_path = path.replace("/", ".")
-        name = hf_params._to_hf(nnx_path)  # the loader's key table, read backwards
+        name = hf_params.hf_name(nnx_path)  # the loader's key table, read backwards
         if name == nnx_path:
             raise AssertionError(f"no Hugging Face name for {nnx_path}")  # a bug, not input
         out[name] = arr.T if nnx_path.endswith(".kernel") else arr

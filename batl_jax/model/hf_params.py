@@ -123,7 +123,8 @@ def _to_nnx(key: str) -> tuple[str, str | None] | None:
     return None
 
 
-def _to_hf(path: str) -> str:
+def hf_name(path: str) -> str:
+    """NNX path -> canonical HF tensor name (the key table read backwards); unknown paths as is."""
     for pattern, template in _BACKWARD:
         m = pattern.match(path)
         if m:
@@ -281,13 +282,13 @@ def _assemble(
         full = ".".join([name, *map(str, path)])
         expected = var.get_value()
         if full not in tensors:
-            errors.append(f"missing {_to_hf(full)} (for {full} {tuple(expected.shape)})")
+            errors.append(f"missing {hf_name(full)} (for {full} {tuple(expected.shape)})")
             ok = False
             continue
         arr = tensors[full]
         if tuple(arr.shape) != tuple(expected.shape):
             errors.append(
-                f"{_to_hf(full)} has shape {tuple(arr.shape)}, but config.json implies "
+                f"{hf_name(full)} has shape {tuple(arr.shape)}, but config.json implies "
                 f"{tuple(expected.shape)} for {full}"
             )
             ok = False
@@ -300,6 +301,43 @@ def _assemble(
         return None
     nnx.replace_by_pure_dict(params, pure)
     return nnx.merge(graphdef, params, rest)
+
+
+def _nnx_tensors(
+    raw: dict[str, np.ndarray], path: pathlib.Path
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """``raw`` under NNX paths, transformed; and the MLM decoder weight, kept for the tie check."""
+    tensors: dict[str, np.ndarray] = {}
+    unknown = []
+    decoder_weight = None
+    for key, arr in raw.items():
+        canon = canonical_key(key)
+        if canon == _DECODER_WEIGHT:
+            decoder_weight = arr
+            continue
+        if canon == _DECODER_BIAS:
+            canon = "cls.predictions.bias"  # HF ties the two; either may be saved
+        if _IGNORED.match(canon):
+            continue
+        mapped = _to_nnx(canon)
+        if mapped is None:
+            unknown.append(key)
+            continue
+        nnx_path, transform = mapped
+        tensors[nnx_path] = arr.T if transform == _TRANSPOSE else arr
+    if unknown:
+        log.debug("ignoring %d tensors unknown to BERT in %s: %s", len(unknown), path, unknown)
+    return tensors, decoder_weight
+
+
+def _untied_decoder(decoder_weight: np.ndarray | None, tensors: dict[str, np.ndarray]) -> list[str]:
+    """The error for a saved MLM decoder that differs from the word embeddings; none if tied."""
+    word = tensors.get("encoder.embeddings.word_embeddings.embedding")
+    if decoder_weight is None or word is None or np.array_equal(decoder_weight, word):
+        return []
+    return [
+        f"{_DECODER_WEIGHT} differs from the word embeddings: untied MLM decoders are not supported"
+    ]
 
 
 def load_pretrained(
@@ -327,28 +365,7 @@ def load_pretrained(
     """
     path = resolve_checkpoint(name_or_path, revision=revision, cache_dir=cache_dir)
     config = BertConfig.from_json_file(path / "config.json")
-    raw = _read_weights(path)
-
-    tensors: dict[str, np.ndarray] = {}
-    unknown = []
-    decoder_weight = None
-    for key, arr in raw.items():
-        canon = canonical_key(key)
-        if canon == _DECODER_WEIGHT:
-            decoder_weight = arr
-            continue
-        if canon == _DECODER_BIAS:
-            canon = "cls.predictions.bias"  # HF ties the two; either may be saved
-        if _IGNORED.match(canon):
-            continue
-        mapped = _to_nnx(canon)
-        if mapped is None:
-            unknown.append(key)
-            continue
-        nnx_path, transform = mapped
-        tensors[nnx_path] = arr.T if transform == _TRANSPOSE else arr
-    if unknown:
-        log.debug("ignoring %d tensors unknown to BERT in %s: %s", len(unknown), path, unknown)
+    tensors, decoder_weight = _nnx_tensors(_read_weights(path), path)
 
     has_pooler = any(k.startswith("pooler.") for k in tensors)
     has_mlm = any(k.startswith("mlm_head.") for k in tensors)
@@ -378,16 +395,7 @@ def load_pretrained(
         mlm_head = _assemble(
             lambda: BertMLMHead(config, rngs=rngs(), **kw), "mlm_head", tensors, errors
         )
-        word = tensors.get("encoder.embeddings.word_embeddings.embedding")
-        if (
-            decoder_weight is not None
-            and word is not None
-            and not np.array_equal(decoder_weight, word)
-        ):
-            errors.append(
-                f"{_DECODER_WEIGHT} differs from the word embeddings: untied MLM decoders "
-                f"are not supported"
-            )
+        errors += _untied_decoder(decoder_weight, tensors)
     if errors:
         raise ModelError(
             f"checkpoint {path} does not match its config.json ({len(errors)} problem(s), "
