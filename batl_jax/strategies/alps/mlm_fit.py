@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 from typing import Any, cast
 
 import jax
@@ -117,11 +118,7 @@ def fit_mlm_head(
     """
     check_mask_prob(mask_prob)
     vocab = int(encoder.embeddings.word_embeddings.embedding.shape[0])
-    start = "checkpoint"
-    if mlm_head is None:
-        start = "fresh"
-        cfg = dataclasses.replace(config, vocab_size=vocab)
-        mlm_head = BertMLMHead(cfg, rngs=nnx.Rngs(params=seed), dtype=encoder.dtype)
+    mlm_head, start = _initial_head(encoder, mlm_head, config, seed, vocab)
     shards = sharding.num_shards(mesh)
     batch_size = -(-batch_size // shards) * shards
     rows = np.asarray(rows, np.int64)
@@ -138,50 +135,68 @@ def fit_mlm_head(
     if steps <= 0 or len(rows) == 0:
         return mlm_head, info
 
+    (enc_gd, head_gd), head_params, opt_state, frozen = _device_state(
+        encoder, mlm_head, mesh, lr, float(weight_decay)
+    )
+    step_fn = functools.partial(_fit_step, enc_gd, head_gd, float(weight_decay))
+    rng = np.random.default_rng(seed)
+    batches = _masked_batches(
+        enc, rows, batch_size, buckets, rng, mesh, special_ids, mask_prob, mask_token_id, vocab
+    )
+    losses: list[Any] = []  # device scalars until the one device_get below
+    with tqdm(total=steps, desc="fit MLM head", unit="step", leave=False, disable=None) as bar:
+        for inputs in itertools.islice(batches, steps):
+            head_params, opt_state, loss = step_fn(head_params, opt_state, *frozen, *inputs)
+            losses.append(loss)
+            bar.update(1)
+    losses = [float(x) for x in jax.device_get(losses)]
+    fitted = nnx.merge(head_gd, jax.device_get(head_params), jax.device_get(frozen[2]))
+    info.update(fit_steps=len(losses), final_loss=losses[-1], initial_loss=losses[0])
+    return fitted, info
+
+
+def _initial_head(
+    encoder: BertEncoder, mlm_head: BertMLMHead | None, config: BertConfig, seed: int, vocab: int
+) -> tuple[BertMLMHead, str]:
+    """The head to fit and where it came from: the checkpoint's, or a fresh one seeded by
+    ``seed`` with the encoder's vocabulary."""
+    if mlm_head is not None:
+        return mlm_head, "checkpoint"
+    cfg = dataclasses.replace(config, vocab_size=vocab)
+    return BertMLMHead(cfg, rngs=nnx.Rngs(params=seed), dtype=encoder.dtype), "fresh"
+
+
+def _device_state(
+    encoder: BertEncoder, mlm_head: BertMLMHead, mesh, lr: float, weight_decay: float
+):
+    """Everything :func:`_fit_step` takes, replicated on ``mesh``: the graph defs, the head's
+    params, the optimiser state (learning rate ``lr``) and the frozen rest
+    ``(encoder params, encoder rest, head rest)``."""
     enc_gd, enc_params, enc_rest = cast(tuple[Any, Any, Any], nnx.split(encoder, nnx.Param, ...))
     head_gd, head_params, head_rest = cast(
         tuple[Any, Any, Any], nnx.split(mlm_head, nnx.Param, ...)
     )
-    tx = _fit_optimizer(float(weight_decay))
+    tx = _fit_optimizer(weight_decay)
     repl = sharding.replicated(mesh)
-    enc_params, enc_rest, head_rest = (
-        sharding.put_tree(t, repl) for t in (enc_params, enc_rest, head_rest)
-    )
+    frozen = tuple(sharding.put_tree(t, repl) for t in (enc_params, enc_rest, head_rest))
     head_params = sharding.put_tree(head_params, repl)
     opt_state = tx.init(head_params)
     opt_state.hyperparams["learning_rate"] = jnp.asarray(lr, jnp.float32)
     opt_state = sharding.put_tree(opt_state, repl)
-    step_fn = functools.partial(_fit_step, enc_gd, head_gd, float(weight_decay))
+    return (enc_gd, head_gd), head_params, opt_state, frozen
 
-    rng = np.random.default_rng(seed)
+
+def _masked_batches(
+    enc, rows, batch_size, buckets, rng, mesh, special_ids, mask_prob, mask_token_id, vocab
+):
+    """Endless row-sharded step inputs ``(ids, attention mask, positions, targets)``: seeded
+    epochs over ``rows``, each batch masked afresh (the caller takes as many as it steps)."""
     put = lambda x: sharding.put_global(x, sharding.row_sharded(mesh))
-    losses: list[Any] = []  # device scalars until the one device_get below
-    with tqdm(total=steps, desc="fit MLM head", unit="step", leave=False, disable=None) as bar:
-        while len(losses) < steps:
-            for batch in data.training_batches(enc, rows, batch_size, buckets, rng):
-                if len(losses) >= steps:
-                    break
-                ids, pos = _mask_batch(
-                    enc, batch, rng, special_ids, mask_prob, mask_token_id, vocab
-                )
-                tgt = target_ids(enc.input_ids, batch.rows, pos)
-                head_params, opt_state, loss = step_fn(
-                    head_params,
-                    opt_state,
-                    enc_params,
-                    enc_rest,
-                    head_rest,
-                    put(ids),
-                    put(batch.attention_mask),
-                    put(pos),
-                    put(tgt.astype(np.int32)),
-                )
-                losses.append(loss)
-                bar.update(1)
-    losses = [float(x) for x in jax.device_get(losses)]
-    fitted = nnx.merge(head_gd, jax.device_get(head_params), jax.device_get(head_rest))
-    info.update(fit_steps=len(losses), final_loss=losses[-1], initial_loss=losses[0])
-    return fitted, info
+    while True:
+        for batch in data.training_batches(enc, rows, batch_size, buckets, rng):
+            ids, pos = _mask_batch(enc, batch, rng, special_ids, mask_prob, mask_token_id, vocab)
+            tgt = target_ids(enc.input_ids, batch.rows, pos)
+            yield put(ids), put(batch.attention_mask), put(pos), put(tgt.astype(np.int32))
 
 
 def _mask_batch(enc, batch, rng, special_ids, mask_prob, mask_token_id, vocab):
