@@ -65,6 +65,8 @@ def _start(parts: setup.Parts, files: RunFiles) -> LoopState:
         resume.check_state(state, parts, files.ckpt.directory)
         state = resume.check_logs(files.metrics, files.selected, state, n)
         state = resume.reopen(parts, state, files.metrics.rows())
+        if not state.finished:
+            run_files.mark_finished(files.workdir, state.round, None)
     # The first write of the run: everything above has been checked.
     run_files.write_config_file(files.workdir, cfg.to_dict(), 0 if state is None else state.round)
     if state is None:
@@ -168,9 +170,10 @@ def _rounds(parts: setup.Parts, files: RunFiles, state: LoopState) -> tuple[str,
                     store.save_final(files.workdir, result.params, meta=meta)
                 # A done marker: rerunning a finished workdir changes nothing.
                 _save(files, LoopState(r + 1, labeled, cfg.seed, prev_params, finished=True))
-                if result.stopped:
-                    return result.stopped, False
-                ended = "the pool is exhausted" if len(labeled) == n else "al.rounds reached"
+                ended = result.stopped or (
+                    "the pool is exhausted" if len(labeled) == n else "al.rounds reached"
+                )
+                run_files.mark_finished(files.workdir, r + 1, ended)
                 return ended, False
             picks = result.selection.indices
             labeled, prev_params = np.sort(np.concatenate([labeled, picks])), result.params

@@ -80,6 +80,30 @@ def flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+FINISHED = "finished.json"  # written when the run ends: rounds done and why
+
+
+def mark_finished(workdir: Path, rounds_done: int, reason: str | None) -> None:
+    """``finished.json`` tells other tools (``batl_jax.label``) the run is over and why
+    (process 0); ``reason=None`` removes it (a finished run continues when it grows)."""
+    if not is_primary():
+        return
+    path = Path(workdir) / FINISHED
+    if reason is None:
+        path.unlink(missing_ok=True)
+    else:
+        atomic_write_text(path, json.dumps({"rounds": rounds_done, "reason": reason}) + "\n")
+
+
+def finished_info(workdir: Path) -> dict | None:
+    """What ``finished.json`` says (``rounds``, ``reason``), or None while the run goes on."""
+    try:
+        info = json.loads((Path(workdir) / FINISHED).read_text(encoding="utf-8"))
+        return {"rounds": int(info["rounds"]), "reason": str(info["reason"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def write_config_file(workdir: Path, config_dict: dict, round_: int = 0) -> None:
     """Write config.json on the run's first start (process 0). Call it only once the config
     is known to be valid: a refused config must not claim the workdir, or fixing it would

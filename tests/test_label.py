@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from batl_jax import label
+from batl_jax import label, run_files
 from batl_jax import main as batl_main
 from batl_jax.errors import StateError
 from tests.run_helpers import (
@@ -132,7 +132,7 @@ def test_export_label_import_continue_equals_simulated_run(tmp_path, capsys):
     labels = [json.loads(x) for x in (work / "labels.jsonl").read_text().splitlines()]
     assert len(labels) == 40 and len({r["id"] for r in labels}) == 40
     assert all(gold[r["id"]] == r["label"] for r in labels)
-    with pytest.raises(StateError, match="the run has finished: all 2 rounds are done"):
+    with pytest.raises(StateError, match="the run has finished after 2 rounds"):
         label.import_labels(work, [tmp_path / "round0.jsonl"])
     assert label.main(["status", wd]) == 0
     assert "the run has finished" in capsys.readouterr().out
@@ -320,12 +320,14 @@ def test_export_out_a_file_is_refused_and_writes_nothing(tmp_path, capsys):
 
 def test_finished_run_is_reported(tmp_path, capsys):
     work = pending_workdir(tmp_path / "w", rounds=3)
-    (work / "checkpoints" / "2").mkdir(parents=True)
-    (work / "checkpoints" / "3.orbax-checkpoint-tmp-1").mkdir()  # an uncommitted save
     assert label.finished(work) is None
-    (work / "checkpoints" / "3").mkdir()  # the loop's done marker: step == al.rounds
+    run_files.mark_finished(work, 3, "al.rounds reached")  # what the loop writes at the end
     assert label.main(["status", f"--workdir={work}"]) == 0
-    assert "the run has finished: all 3 rounds are done" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "the run has finished after 3 rounds (al.rounds reached)" in out
+    run_files.mark_finished(work, 3, None)  # a finished run grown again
+    assert label.finished(work) is None
+    run_files.mark_finished(work, 3, "stabilizing predictions")
     assert label.main(["export", f"--workdir={work}"]) == 2
     assert "error: the run has finished" in capsys.readouterr().err
     assert not (work / "export").exists()

@@ -14,7 +14,7 @@ from batl_jax import oracle
 from batl_jax.errors import DataError, StateError
 from batl_jax.label import formats
 from batl_jax.label.formats import Entry
-from batl_jax.run_files import atomic_write_text
+from batl_jax.run_files import atomic_write_text, finished_info
 
 MAX_SHOWN = 20  # problems listed under the error line
 
@@ -22,20 +22,15 @@ MAX_SHOWN = 20  # problems listed under the error line
 def finished(workdir: Path) -> str | None:
     """A sentence saying the run has finished, or None while it has rounds to go.
 
-    The loop's done marker is a checkpoint step equal to ``al.rounds`` (Orbax names each
-    committed step's folder by its number; uncommitted saves carry a suffix).
+    The loop writes ``finished.json`` (rounds done and why) when the run ends, and removes
+    it when a finished run continues (``al.rounds`` raised).
     """
-    try:
-        config = json.loads((Path(workdir) / "config.json").read_text(encoding="utf-8"))
-        rounds = int(config["al"]["rounds"])
-    except (OSError, ValueError, KeyError, TypeError):
+    info = finished_info(workdir)
+    if info is None:
         return None
-    ckpt = Path(workdir) / "checkpoints"
-    steps = [int(p.name) for p in ckpt.iterdir() if p.name.isdigit()] if ckpt.is_dir() else []
-    if not steps or max(steps) < rounds:
-        return None
+    rounds, reason = info["rounds"], info["reason"]
     return (
-        f"the run has finished: all {rounds} rounds are done, nothing is left to label "
+        f"the run has finished after {rounds} rounds ({reason}), nothing is left to label "
         f"(results: {Path(workdir) / 'metrics.jsonl'})"
     )
 
