@@ -146,7 +146,8 @@ ALL_IMPORTS = [imp for name, path in MODULES.items() for imp in _imports(name, p
 
 
 def _unit(module: str) -> str:
-    return module.split(".")[1]
+    # The package itself (batl_jax/__init__.py: the lazy ``batl_jax.select``) is an entry.
+    return module.split(".")[1] if "." in module else "__init__"
 
 
 def _layer(unit: str) -> int:

@@ -33,9 +33,14 @@ class FeatureView(Protocol):
     ``view[name]`` is the feature a strategy declared under ``name`` (see :class:`Feature`).
     """
 
-    sentence: np.ndarray
-    hidden: np.ndarray
-    logits: np.ndarray
+    @property
+    def sentence(self) -> np.ndarray: ...
+
+    @property
+    def hidden(self) -> np.ndarray: ...
+
+    @property
+    def logits(self) -> np.ndarray: ...
 
     @property
     def num_rows(self) -> int: ...
