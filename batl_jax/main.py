@@ -247,15 +247,30 @@ def config_error_message(e: Exception) -> str:
             f"cannot load --config={e.filename}: syntax error at line {e.lineno} ({e.msg}); "
             "fix the file"
         )
-    if isinstance(e, (flags.Error, AttributeError, KeyError, TypeError, ValueError)):
-        return f"bad command line: {_one_line(e)}; batl_jax/config.py lists every key and its type"
     path = Path(_config_argument(sys.argv))
+    inner = e.__context__ if isinstance(e, flags.IllegalFlagValueError) else None
+    while inner is not None and inner.__context__ is not None:
+        inner = inner.__context__  # absl rewraps what the file's get_config raised (twice)
+    if isinstance(inner, Exception) and "whilst parsing config file" in str(e):
+        return config_error_message(inner)
+    frames = traceback.extract_tb(e.__traceback__)
+    # Raised by the file's own code (its get_config or a helper it calls): the file's error.
+    in_file = path.is_file() and any(Path(f.filename).resolve() == path.resolve() for f in frames)
+    if isinstance(e, AttributeError) and "get_config" in str(e) and not in_file:
+        return (
+            f"cannot load --config={path} (it defines no get_config()); define get_config() "
+            "returning the config, as configs/demo.py does"
+        )
+    if not in_file and isinstance(
+        e, (flags.Error, AttributeError, KeyError, TypeError, ValueError)
+    ):
+        return f"bad command line: {_one_line(e)}; batl_jax/config.py lists every key and its type"
     if isinstance(e, OSError):  # ml_collections wraps a missing file in a bare OSError
         reason = _one_line(e) if path.is_file() else "a folder" if path.is_dir() else "no such file"
         return f"cannot load --config={path} ({reason}); pass a file such as configs/demo.py"
-    frames = traceback.extract_tb(e.__traceback__)
     where = f" at {Path(frames[-1].filename).name} line {frames[-1].lineno}" if frames else ""
-    return f"cannot load --config={path} ({_one_line(e)}{where}); fix its get_config()"
+    text = _one_line(e) if not in_file else f"{type(e).__name__}: {' '.join(str(e).split())}"
+    return f"cannot load --config={path} ({text[:300]}{where}); fix its get_config()"
 
 
 # ----------------------------------------------------------------------------- entry
