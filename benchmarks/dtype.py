@@ -6,9 +6,9 @@ each XLA flag set in ``--flag-sets`` a fresh interpreter (XLA reads ``XLA_FLAGS`
 at start-up) measures, side by side:
 
 * a square matmul (``--size``, default 2048) in float32 and bfloat16, and float32 under
-  ``jax.default_matmul_precision("bfloat16")``; whether the compiled HLO of the
-  bfloat16 dot calls oneDNN or XNNPACK (a custom call naming either) or XLA's own
-  emitter;
+  ``jax.default_matmul_precision("bfloat16")``; what the compiled HLO of the bfloat16
+  dot runs as (a YNNPACK/XNNPACK fusion, a oneDNN custom call, or XLA's own emitter)
+  and in which element type (``f32``: XLA converted the bfloat16 inputs up first);
 * MiniLM's forward (batl_jax's jitted classifier forward) on batches of 64 rows of 64
   tokens, ``model.dtype`` float32 and bfloat16, and the largest ``|Δ logits|`` between
   them.
@@ -36,6 +36,7 @@ DEFAULT_FLAG_SETS = (
     "--xla_cpu_use_onednn=true",
     "--xla_cpu_experimental_onednn_custom_call=true",
     "--xla_cpu_use_xnnpack=true",
+    "--xla_cpu_use_onednn=true --xla_cpu_experimental_onednn_fusion_type=dot",
 )
 FORWARD_BATCH, FORWARD_LEN = 64, 64
 
@@ -68,14 +69,21 @@ def _parse(argv):
 
 
 def _dot_backend(size: int) -> str:
-    """Which library the compiled bfloat16 dot calls: a custom call's target, or XLA."""
+    """What the compiled bfloat16 dot runs as: the library fusion or custom call that
+    holds it (``ynn``/``xnn``: YNNPACK/XNNPACK, ``onednn``; ``xla``: XLA's own
+    emitter) and the element type it multiplies in (``f32`` when XLA upcasts)."""
+    import re
+
     import jax
     import jax.numpy as jnp
 
     a = jnp.zeros((size, size), jnp.bfloat16)
-    text = jax.jit(jnp.dot).lower(a, a).compile().as_text().lower()
-    found = [name for name in ("onednn", "xnn", "mkl", "eigen") if name in text]
-    return ",".join(found) or "xla"
+    text = jax.jit(jnp.dot).lower(a, a).compile().as_text()
+    libs = set(re.findall(r"%(ynn|xnn|onednn)\w*", text, flags=re.I))
+    libs |= {t for t in re.findall(r'custom_call_target="([^"]+)"', text)}
+    dots = re.findall(r"= (\w+)\[[^\]]*\]\S* (?:dot|fusion)\(", text)
+    compute = "f32" if "f32" in dots and "bf16[" in text and "convert" in text else "bf16"
+    return f"{'+'.join(sorted(libs)) or 'xla'} {compute}"
 
 
 def _jax_forward(model_path: str, dtype: str, batches: int, reps: int):

@@ -229,7 +229,7 @@ def _parse(argv):
 
 def _measure(args) -> tuple[dict | None, list[dict]]:
     """Every case in fresh children; the machine's facts, with the children's device."""
-    timeout = args.timeout or (120.0 if args.smoke else 1800.0)
+    timeout = args.timeout or (300.0 if args.smoke else 1800.0)
     cases = [c for c in _cases(args.quick, args.smoke, args.baal_n) if args.only in _name(c)]
     if importlib.util.find_spec("baal") is None:
         cases = [c for c in cases if c["kernel"] != "baal_batchbald"]
