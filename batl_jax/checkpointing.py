@@ -10,7 +10,9 @@ directory and renames it on commit, so a kill mid-save leaves the previous check
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +85,10 @@ class Checkpointer:
 
     def __init__(self, workdir: Path, keep: int = 2):
         self.directory = (Path(workdir) / "checkpoints").absolute()
+        if self.directory.exists() and not self.directory.is_dir():
+            # Orbax would read a file here as "no checkpoint yet": the run would start over
+            # and cut the logs of the rounds already done.
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(self.directory))
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max(1, keep), create=True, enable_async_checkpointing=False
         )

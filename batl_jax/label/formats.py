@@ -264,7 +264,10 @@ def _json_entries(name: str, text: str) -> list[Entry]:
     try:
         tasks = json.loads(text)
     except json.JSONDecodeError as e:
-        raise DataError(f"{name} is not valid JSON (line {e.lineno}: {e.msg})") from e
+        raise DataError(
+            f"{name} is not valid JSON (line {e.lineno}: {e.msg}); export the annotations "
+            "again (Label Studio: Export, JSON) and import that file"
+        ) from e
     if not isinstance(tasks, list):
         raise DataError(
             f"{name}: expected a list of tasks (a Label Studio JSON export) or of records "

@@ -432,8 +432,8 @@ def load_tokenizer(name_or_path: str, *, revision: str | None = None, cache_dir:
         )
     except Exception as e:  # transformers raises many types for bad dirs
         raise ModelError(
-            f"cannot load a tokenizer from {path} ({type(e).__name__}: {e}); the directory "
-            f"needs tokenizer.json or vocab.txt (with tokenizer_config.json)"
+            f"the tokenizer files in {path} are unreadable ({type(e).__name__}: {e}); "
+            "re-download or restore tokenizer.json (or vocab.txt with tokenizer_config.json)"
         ) from e
     backend = getattr(tok, "backend_tokenizer", None)
     if backend is None:
