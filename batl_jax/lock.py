@@ -71,8 +71,12 @@ class WorkdirLock:
             # a third run may already hold a new one at the same path. Only the file that is
             # still at the path counts.
             if _same_file(fd, self.path):
+                try:
+                    _write_holder(fd)  # a full disk fails here: unlock, or a resume in
+                except BaseException:  # this process would find the lock still held
+                    os.close(fd)
+                    raise
                 self._fd = fd
-                _write_holder(fd)
                 return self
             os.close(fd)
         raise LockError(

@@ -74,7 +74,7 @@ def final_meta(parts, round_: int) -> dict[str, Any]:
 def save_final(workdir: Path, params: Mapping, *, meta: Mapping) -> None:
     """Write ``workdir/model/params.safetensors`` and ``meta.json``, each atomically
     (temporary file, fsync, rename): a kill leaves the old model or the new one."""
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
     missing = [k for k in META_KEYS if k not in meta]
     if missing:
@@ -83,8 +83,12 @@ def save_final(workdir: Path, params: Mapping, *, meta: Mapping) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     tensors = flatten(params)
     tmp = folder / f"{PARAMS_FILE}.tmp"
-    save_file(tensors, str(tmp), metadata={"format": "batl_jax", "round": str(meta.get("round"))})
-    with open(tmp, "rb") as f:
+    # Serialized in memory, written by Python: a full disk is an OSError naming the file
+    # (safetensors' own writer raises its SafetensorError, a traceback at the entry points).
+    data = save(tensors, metadata={"format": "batl_jax", "round": str(meta.get("round"))})
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, folder / PARAMS_FILE)
     text = json.dumps(dict(meta), indent=2, sort_keys=True) + "\n"
