@@ -153,12 +153,18 @@ def read_labels(workdir: Path) -> dict[str, dict]:
             rec = json.loads(line)
             if not isinstance(rec["label"], str):
                 raise TypeError("label is not a string")
-            out[str(rec["id"])] = rec
+            key = str(rec["id"])
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise StateError(
                 f"{path} line {number} is damaged; restore the file from a backup (labels "
                 "are only ever appended, so any older copy plus a re-import works)"
             ) from e
+        if key in out and out[key]["label"] != rec["label"]:
+            raise StateError(
+                f"{path} line {number} gives id {key} the label {rec['label']!r}, an earlier "
+                f"line {out[key]['label']!r}; labels are final: remove the line that is wrong"
+            )
+        out[key] = rec
     return out
 
 
@@ -195,6 +201,11 @@ class HumanOracle:
         # The labels the loop trains on: the dataset's (never shown for unlabeled rows),
         # overwritten by the human label of every labeled row in :meth:`ready`.
         self.labels = np.array(split.labels, dtype=np.int32, copy=True)
+        # A pool that came partly labeled starts from those rows (resume.initial_state);
+        # a fully labeled one is a rehearsal: people label every row, the file's labels
+        # never stand in for theirs.
+        known = int((self.labels >= 0).sum())
+        self.carried = 0 < known < len(self.labels)
 
     def ask(self, round_: int, rows, hint_logits=None) -> None:
         write_batch(
@@ -218,7 +229,7 @@ class HumanOracle:
                 self.labels[row] = index[rec["label"]]
             elif row in pending_set:
                 missing.append(row)
-            elif self.split.labels[row] >= 0:
+            elif self.carried and self.split.labels[row] >= 0:
                 continue  # a label the input file already carried (the starting set)
             else:
                 raise StateError(

@@ -328,14 +328,9 @@ RUN_CASES = [
     C("data-changed-under-run", StateError, "pool's ids, texts or labels differ",
       "restore what changed",
       setup=_data(), workdir="finished"),
-    pytest.param(
-        C("human-labels-lost", StateError, "no label for id", "restore labels.jsonl",
-          {"al__oracle": "human"}, workdir="human",
-          prepare=lambda env, w: (w / "labels.jsonl").unlink()),
-        marks=pytest.mark.xfail(strict=True, reason=(
-            "oracle.HumanOracle.ready: a row the input file labeled counts as the starting "
-            "set even when the run did not start from existing labels (fully labeled "
-            "pool), so lost human labels are silently replaced by the file's"))),
+    C("human-labels-lost", StateError, "no label for id", "restore labels.jsonl",
+      {"al__oracle": "human"}, workdir="human",
+      prepare=lambda env, w: (w / "labels.jsonl").unlink()),
     C("human-labels-damaged", StateError, "line 3 is damaged", "restore the file",
       {"al__oracle": "human"}, workdir="human",
       prepare=lambda env, w: (w / "labels.jsonl").write_text(
@@ -420,11 +415,8 @@ RUN_CASES = [
       {"al__strategy": "entropy"}, workdir="finished"),
     C("data-shuffled", StateError, "pool's ids, texts or labels differ", "restore what changed",
       {"al__rounds": 3}, setup=_shuffled, workdir="finished"),
-    pytest.param(
-        C("human-labels-conflicting-line", StateError, "labels.jsonl line", "restore|remove",
-          {"al__oracle": "human"}, workdir="human", prepare=_conflicting_label),
-        marks=pytest.mark.xfail(strict=True, reason=(
-            "oracle.read_labels: a second line for an id with another label wins silently"))),
+    C("human-labels-conflicting-line", StateError, "labels.jsonl line", "restore|remove",
+      {"al__oracle": "human"}, workdir="human", prepare=_conflicting_label),
     # -- issue 16: a file where a folder should be, before anything is written --------------
     C("workdir-is-a-file", OSError, "work", "another --workdir",
       prepare=_workdir_is_a_file),
