@@ -21,19 +21,13 @@ from pathlib import Path
 
 def command_status(run: Callable[[], str]) -> int:
     """Run a command, print its result; what a user can fix becomes ``error: ...`` lines
-    and the exit status of :func:`batl_jax.main.exit_status` (a bug keeps its traceback)."""
-    from batl_jax.main import exit_status
+    and the exit status of :func:`batl_jax.main.report_exception` (a bug keeps its traceback)."""
+    from batl_jax.main import report_exception
 
     try:
         print(run(), flush=True)
     except BaseException as e:
-        status = exit_status(e)
-        if status is None:
-            raise
-        code, lines = status
-        for line in lines:
-            print(line, file=sys.stderr)
-        return code
+        return report_exception(e)
     return 0
 
 

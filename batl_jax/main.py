@@ -209,15 +209,20 @@ def reported_errors():
         yield
     except BaseException as e:
         _uninstall_signal_handlers()
-        status = exit_status(e)
-        if status is None:
-            raise
-        code, lines = status
-        for line in lines:
-            print(line, file=sys.stderr)
-        sys.exit(code)
+        sys.exit(report_exception(e))
     else:
         _uninstall_signal_handlers()
+
+
+def report_exception(e: BaseException) -> int:
+    """Print what :func:`exit_status` maps ``e`` to and return its status; re-raise a bug."""
+    status = exit_status(e)
+    if status is None:
+        raise e
+    code, lines = status
+    for line in lines:
+        print(line, file=sys.stderr)
+    return code
 
 
 def _one_line(e: BaseException) -> str:

@@ -126,7 +126,7 @@ def test_cli_batch_size_too_large_exits_2(tiny_bert, tmp_path):
 
 
 def test_initial_set_same_for_every_strategy():
-    from batl_jax.loop import initial_labeled
+    from batl_jax.seeds import initial_labeled
 
     a = initial_labeled(1000, 50, seed=3)
     assert np.array_equal(a, initial_labeled(1000, 50, seed=3))
