@@ -168,7 +168,9 @@ def build(cfg, mesh) -> Parts:
         cache_dir=cache_dir,
         model_key=factory.identity() if cfg.train.cache_features else "",
     )
-    loss = train.LossConfig(triplet_weight=needs.triplet_weight, margin=needs.margin)
+    loss = train.LossConfig(
+        triplet_weight=needs.triplet_weight, margin=needs.margin, triplet_grad=needs.triplet_grad
+    )
     steps = _steps(factory, not head_mode, mesh, loss, cfg.train.weight_decay)
     encoder_steps = _steps(factory, True, mesh, train.LossConfig(), 0.0) if head_mode else steps
     ctx = PoolContext(

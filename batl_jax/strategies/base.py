@@ -132,6 +132,7 @@ class ModelNeeds:
       margin: that loss's margin.
       mlm_head: load the checkpoint's MLM head (ALPS).
       mlm_head_optional: a checkpoint without one is accepted (the feature fits one).
+      triplet_grad: ``all`` or ``embedding_only`` (the triplet loss stops before [s; h_C]).
     """
 
     embed_dim: int = 0
@@ -140,6 +141,7 @@ class ModelNeeds:
     margin: float = 0.2
     mlm_head: bool = False
     mlm_head_optional: bool = False
+    triplet_grad: str = "all"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -171,6 +171,7 @@ def _model(section) -> ModelNeeds:
         normalize=bool(section.normalize),
         triplet_weight=float(section.train_triplet_weight),
         margin=float(section.margin),
+        triplet_grad=str(section.triplet_grad),
     )
 
 
