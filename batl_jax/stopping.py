@@ -198,7 +198,7 @@ def load_predictions(workdir: Path, round_: int, size: int) -> np.ndarray:
     long (the stop set changed, or the file is from another run)."""
     path = predictions_path(workdir, round_)
     try:
-        arr = np.load(path)
+        arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
         raise StateError(
             f"cannot read {path} ({e}); al.stop needs it to continue, restart in a new workdir"
