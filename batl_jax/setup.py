@@ -97,6 +97,14 @@ def check_config(cfg, spec: strategies.StrategySpec, dataset: data.Dataset) -> N
             f"strategy {spec.name!r} needs a trained classifier, but al.initial_size=0; "
             "set --config.al.initial_size>0 or use a cold-start strategy (rand, alps)"
         )
+    if al.test_size:
+        # Not built yet: an evaluation set drawn from the pool needs the oracle to label
+        # rows outside the pool; refused rather than ignored.
+        raise ConfigError(
+            f"al.test_size={al.test_size}: drawing the evaluation set from the pool is not "
+            "supported yet; label some rows in a file of their own and pass it as "
+            "--config.data.test_file"
+        )
     if al.oracle == "simulated" and (dataset.train.labels < 0).any():
         missing = int((dataset.train.labels < 0).sum())
         raise ConfigError(

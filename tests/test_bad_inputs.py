@@ -362,14 +362,10 @@ RUN_CASES = [
       setup=_files(_rows(150), name="train.txt", **TICKETS)),
     C("files-duplicate-ids", DataError, "duplicate id", "fix the record",
       setup=_files(_rows(150).replace("t9,", "t8,"), **TICKETS)),
-    pytest.param(
-        C("files-test-label-absent-from-train", DataError, "^(?!.*on_error=skip).*'c'",
-          "label_names|fix the record",
-          setup=_files(_rows(150), _rows(20, label=lambda i: "abc"[i % 3]), **TICKETS,
-                       label_names=("a", "b"))),
-        marks=pytest.mark.xfail(strict=True, reason=(
-            "data.splits.build_split: a test-file label outside the label names suggests "
-            "data.on_error=skip, which would drop test rows"))),
+    C("files-test-label-absent-from-train", DataError, "^(?!.*on_error=skip).*'c'",
+      "label_names|fix the record",
+      setup=_files(_rows(150), _rows(20, label=lambda i: "abc"[i % 3]), **TICKETS,
+                   label_names=("a", "b"))),
     # -- issue 16: models -----------------------------------------------------------------
     C("tokenizer-json-garbage", ModelError, "tokenizer files in .* are unreadable",
       "re-download or restore tokenizer.json",

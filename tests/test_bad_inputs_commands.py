@@ -92,10 +92,7 @@ CASES = [
      r"body.csv.*'text'", "--text-field"),
     pytest.param(
         PREDICT, ["--workdir={finished}", "--input={tmp}/header_only.csv", "--output={tmp}/p.csv"],
-        "has no rows", "texts to predict", id="predict-input-no-rows",
-        marks=pytest.mark.xfail(strict=True, reason=(
-            "data.reading.read_table: a CSV with a header and no rows is 'cannot read ... "
-            "Instruction \"train\" corresponds to no data!' instead of predict's 'has no rows'"))),
+        "has no rows", "texts to predict", id="predict-input-no-rows"),
     ("predict-unfinished-run", PREDICT,
      ["--workdir={human}", "--input={tmp}/in.csv", "--output={tmp}/p.csv"],
      "has no trained model yet", "run the rounds first"),

@@ -61,7 +61,9 @@ def _text(value):
     return value if value is None or isinstance(value, str) else str(value)
 
 
-def _split(records, columns, label_names, req: DataRequest, *, path: str, skipped) -> Split:
+def _split(
+    records, columns, label_names, req: DataRequest, *, path: str, skipped, evaluation=False
+) -> Split:
     """One file's rows as a split; labels are compared as text (``3`` and ``"3"`` agree)."""
     rows = [
         {"text": _text(r.get(req.text_field)), "label": cell_text(r.get(req.label_field))}
@@ -87,6 +89,7 @@ def _split(records, columns, label_names, req: DataRequest, *, path: str, skippe
         id_of=id_of,
         columns={c: [r.get(c) for r in records] for c in columns},
         fix=fix,
+        evaluation=evaluation,
     )
 
 
@@ -131,6 +134,8 @@ def load_files(req: DataRequest) -> Dataset:
     pool = _split(*train, label_names, req, path=req.train_file, skipped=skipped)
     evaluation = Split.empty()
     if req.test_file:
-        evaluation = _split(*test, label_names, req, path=req.test_file, skipped=skipped)
+        evaluation = _split(
+            *test, label_names, req, path=req.test_file, skipped=skipped, evaluation=True
+        )
         evaluation = _labeled_only(evaluation, req.test_file)
     return Dataset("files", label_names, pool, evaluation, skipped)

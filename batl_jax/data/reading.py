@@ -7,6 +7,7 @@ name the first bad line.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 from pathlib import Path
@@ -25,6 +26,13 @@ _FORMATS = {
     ".pq": ("parquet", {}),
 }
 FORMAT_HINT = ".csv, .tsv, .json, .jsonl or .parquet (gzipped text files too: .csv.gz, ...)"
+
+
+def _csv_header(path: Path, sep: str) -> list[str]:
+    """The column names of a CSV/TSV file that holds no rows."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8", newline="") as f:
+        return next(csv.reader(f, delimiter=sep), [])
 
 
 def _first_line(e: Exception) -> str:
@@ -136,6 +144,8 @@ def read_table(path: Path, setting: str) -> tuple[list[dict], list[str]]:
         # to_list() inside: pyarrow defers some checks (UTF-8) until values are read.
         return table.to_list(), list(table.column_names)
     except Exception as e:  # datasets raises many types for unreadable files
+        if builder == "csv" and "corresponds to no data" in str(e):
+            return [], _csv_header(path, str(options.get("sep", ",")))  # a header, no rows
         if suffix in (".jsonl", ".ndjson"):
             diagnose_jsonl(path)  # raises a DataError naming the bad line, if it finds one
         kind = {"csv": "CSV/TSV", "json": "JSON or JSON-lines", "parquet": "Parquet"}[builder]

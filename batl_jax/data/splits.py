@@ -129,8 +129,11 @@ def build_split(
     id_of: Callable[[dict, int], str | None] = default_id,
     columns: dict[str, list] | None = None,
     fix: str = "fix the record",
+    evaluation: bool = False,
 ) -> Split:
-    """Rows of one split. A label is a name in ``label_names`` or its index.
+    """Rows of one split (``evaluation``: the test split, whose rows are never skipped
+    silently, so its messages do not offer ``data.on_error=skip``). A label is a name in
+    ``label_names`` or its index.
 
     ``allow_missing_labels`` (a pool people label) keeps rows without a label as
     :data:`UNLABELED`. Ids must be unique: human labels, queries and selected.jsonl refer
@@ -149,10 +152,11 @@ def build_split(
         )
         if problem:
             if on_error == "fail":
+                # Skipping test rows would change what the metrics measure: no such hint.
+                skip = "" if evaluation else " or set --config.data.on_error=skip"
                 raise DataError(
                     f"{where}: record {row + 1} (id {rid}) has {problem.replace('_', ' ')} "
-                    f"(text={str(text)[:40]!r}, label={label!r}); {fix} or set "
-                    "--config.data.on_error=skip"
+                    f"(text={str(text)[:40]!r}, label={label!r}); {fix}{skip}"
                 )
             skipped[problem] = skipped.get(problem, 0) + 1
             continue
