@@ -370,12 +370,8 @@ RUN_CASES = [
     C("tokenizer-json-garbage", ModelError, "tokenizer files in .* are unreadable",
       "re-download or restore tokenizer.json",
       setup=_model(lambda m: (m / "tokenizer.json").write_text("{garbage"))),
-    pytest.param(
-        C("config-fewer-layers-than-weights", ModelError, "layer|does not match", "config.json",
-          setup=_model(_set_config(num_hidden_layers=1))),
-        marks=pytest.mark.xfail(strict=True, reason=(
-            "model loading: weights of layers beyond config.json's num_hidden_layers are "
-            "dropped without a word"))),
+    C("config-fewer-layers-than-weights", ModelError, "layer|does not match", "config.json",
+      setup=_model(_set_config(num_hidden_layers=1))),
     # -- issue 16: resume verifies what it finds ------------------------------------------
     C("metrics-blank-line-mid", StateError, r"metrics.jsonl line 2 is not a JSON object",
       "restore the file", {"al__rounds": 3}, workdir="finished",

@@ -396,6 +396,9 @@ def load_pretrained(
             lambda: BertMLMHead(config, rngs=rngs(), **kw), "mlm_head", tensors, errors
         )
         errors += _untied_decoder(decoder_weight, tensors)
+    layers = {int(m.group(1)) for k in tensors if (m := re.match(r"encoder\.layers\.(\d+)\.", k))}
+    if extra := sorted(i for i in layers if i >= config.num_hidden_layers):
+        errors.append(f"weights of layer(s) {extra} beyond num_hidden_layers")
     if errors:
         raise ModelError(
             f"checkpoint {path} does not match its config.json ({len(errors)} problem(s), "
