@@ -110,8 +110,8 @@ CASES = [
      ["dataset", "--workdir={finished}", "--out={tmp}/labels.txt"], r"labels.txt", r"\.csv"),
     ("label-dataset-not-a-run", LABEL, ["dataset", "--workdir={tmp}/empty", "--out={tmp}/d.csv"],
      r"empty", "--workdir"),
-    ("label-push-no-server", LABEL, ["push", "--workdir={human}"], "Label Studio|--url|label-studio-sdk",
-     "--url|install"),
+    ("label-push-no-server", LABEL, ["push", "--workdir={human}"],
+     "Label Studio|--url|label-studio-sdk", "--url|install"),
     ("label-pull-no-project", LABEL, ["pull", "--workdir={human}"], "no Label Studio project",
      "run push first, or pass --project"),
     # -- report (issue 16: duplicates were averaged) ----------------------------------------
