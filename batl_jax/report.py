@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from batl_jax import config as base_config
 from batl_jax import plots, results, run_files
 from batl_jax.errors import BatlError, DataError
 from batl_jax.results import ANALYSIS_KEYS, Study, Variant, paired_auc, per_round, summary
@@ -37,7 +38,8 @@ def strategy_sections() -> dict[str, str]:
 
 def load_studies(run_dirs) -> list[Study]:
     """The studies of the runs in ``run_dirs`` (run folders)."""
-    return results.group([results.load_run(p) for p in run_dirs], strategy_sections())
+    runs = [results.load_run(p) for p in run_dirs]
+    return results.group(runs, strategy_sections(), _defaults())
 
 
 # ----------------------------------------------------------------------------- writing
@@ -70,9 +72,19 @@ def _round_table(study: Study, variants: list[Variant], quantity: str, fmt) -> l
     return lines + [""]
 
 
+@functools.cache
+def _defaults() -> dict:
+    """The package's default settings, flattened: which BATL variant is *the* BATL."""
+    return run_files.flatten(base_config.get_base_config().to_dict())
+
+
+def _references(study: Study) -> list[Variant]:
+    return results.paired_references(study, _defaults())
+
+
 def _paired_tables(study: Study) -> list[str]:
     lines = []
-    for ref in results.paired_references(study):
+    for ref in _references(study):
         pairs = paired_auc(study, ref, study.metric)
         if not pairs:
             continue
@@ -82,14 +94,20 @@ def _paired_tables(study: Study) -> list[str]:
             f"### AUC {m} minus {label}'s, paired by seed",
             "",
             "Per seed, the strategy's AUC minus the AUC of the same seed's "
-            f"{label} run (percentage points); `better`: the seeds where it is higher.",
+            f"{label} run (percentage points); `better`: the seeds where it is higher; "
+            "95 % CI: percentile bootstrap of the mean difference over seeds (10,000 "
+            "draws); p: two-sided exact Wilcoxon signed-rank test.",
             "",
-            "| strategy | difference (points) | better | n |",
-            "|---|---:|---:|---:|",
+            "| strategy | difference (points) | 95 % CI | better | n | p (Wilcoxon) |",
+            "|---|---:|---:|---:|---:|---:|",
         ]
         for name, p in pairs.items():
             mean, std, n = p["diff"]
-            lines.append(f"| {name} | {100 * mean:+.2f} ± {100 * std:.2f} | {p['better']} | {n} |")
+            lo, hi = p["ci"]
+            lines.append(
+                f"| {name} | {100 * mean:+.2f} ± {100 * std:.2f} "
+                f"| [{100 * lo:+.2f}, {100 * hi:+.2f}] | {p['better']} | {n} | {p['p']:.3g} |"
+            )
         lines.append("")
     return lines
 
@@ -169,11 +187,15 @@ def csv_text(studies: list[Study]) -> str:
                     )
             for q, (m, s, n) in summary(v, study.metric).items():
                 w.writerow([study.title, v.label, v.strategy, "", "", q, repr(m), repr(s), n])
-        for ref in results.paired_references(study):
+        for ref in _references(study):
             for name, p in paired_auc(study, ref, study.metric).items():
                 m, s, n = p["diff"]
                 q = f"auc.{study.metric}.minus_{ref.strategy}"
                 w.writerow([study.title, name, p["strategy"], "", "", q, repr(m), repr(s), n])
+                lo, hi = p["ci"]
+                for suffix, x in (("ci_low", lo), ("ci_high", hi), ("wilcoxon_p", p["p"])):
+                    row = [study.title, name, p["strategy"], "", "", f"{q}.{suffix}", repr(x)]
+                    w.writerow(row + ["", n])
     return buf.getvalue()
 
 

@@ -35,7 +35,11 @@ ORDER = ("rand", "conf", "entropy", "dal", "bald", "batchbald", "coreset", "badg
 PRIMARY_METRIC = {"classification": "accuracy", "relation": "micro_f1"}
 # Settings that never tell variants apart (the strategy does; it is the label itself).
 IGNORED_KEYS = frozenset({"seed", "name"}) | run_files.RESUMABLE_KEYS
-SHORT_NAMES = {"batl.lambda_": "λ"}
+SHORT_NAMES = {
+    "batl.lambda_": "λ",
+    "batl.triplet_grad": "triplet_grad",
+    "batl.batch_mode": "batch_mode",
+}
 PAPER_LAMBDA = 1.0  # the representative of a λ sweep in the strategy comparison
 # Paired comparisons are made against these variants, when a study has them.
 PAIRED_REFERENCES = ("rand", "batl")
@@ -171,8 +175,11 @@ def _order(strategy: str):
     return (ORDER.index(strategy), "") if strategy in ORDER else (len(ORDER), strategy)
 
 
-def _variants(members: list[Run], own_sections: Mapping[str, str]) -> list[Variant]:
-    """The study's runs grouped by config but seed, named by what sets them apart."""
+def _variants(
+    members: list[Run], own_sections: Mapping[str, str], defaults: Mapping[str, Any]
+) -> list[Variant]:
+    """The study's runs grouped by config but seed, named by what sets them apart (a
+    setting at its package default is left out of the name; λ is always named)."""
     by_cfg: dict[str, list[Run]] = {}
     for run in members:
         cfg_key = json.dumps(_relevant(run.config, own_sections), sort_keys=True, default=str)
@@ -186,14 +193,25 @@ def _variants(members: list[Run], own_sections: Mapping[str, str]) -> list[Varia
     for cfg, group_runs in zip(configs, by_cfg.values(), strict=True):
         strategy = group_runs[0].strategy
         params = {k: v for k, v in cfg.items() if len(values[k]) > 1 and k != "al.strategy"}
+        named = {
+            k: v
+            for k, v in params.items()
+            if k == "batl.lambda_" or k not in defaults or defaults[k] != v
+        }
         label = strategy
-        if params:
-            label += " (" + ", ".join(f"{SHORT_NAMES.get(k, k)}={v}" for k, v in params.items())
+        if named:
+            label += " (" + ", ".join(f"{SHORT_NAMES.get(k, k)}={v}" for k, v in named.items())
             label += ")"
         group_runs.sort(key=lambda r: (str(type(r.seed)), r.seed))
         _check_seeds(label, group_runs)
         variants.append(Variant(label, strategy, params, group_runs))
-    variants.sort(key=lambda v: (_order(v.strategy), json.dumps(v.params, sort_keys=True)))
+    variants.sort(
+        key=lambda v: (
+            _order(v.strategy),
+            v.label != v.strategy,  # the strategy at its defaults leads its own variants
+            json.dumps(v.params, sort_keys=True),
+        )
+    )
     return variants
 
 
@@ -207,11 +225,14 @@ def _check_seeds(label: str, runs: list[Run]) -> None:
             )
 
 
-def group(runs: list[Run], own_sections: Mapping[str, str]) -> list[Study]:
+def group(
+    runs: list[Run], own_sections: Mapping[str, str], defaults: Mapping[str, Any] | None = None
+) -> list[Study]:
     """Split runs into studies (one per dataset) and variants (one per config but seed).
 
     ``own_sections`` maps a strategy to the config section only it reads (``batl`` →
-    ``batl``): those settings are ignored for every other strategy.
+    ``batl``): those settings are ignored for every other strategy. ``defaults`` (flattened
+    package defaults) keeps settings at their default out of the variants' names.
     """
     studies: dict[tuple, list[Run]] = {}
     for run in runs:
@@ -226,7 +247,8 @@ def group(runs: list[Run], own_sections: Mapping[str, str]) -> list[Study]:
         task = str(members[0].config.get("task.name", "classification"))
         metric = PRIMARY_METRIC.get(task) or next(iter(members[0].rows[0].get("test", {})), "")
         title = " / ".join(str(k) for k in key if k)
-        out.append(Study(title or "runs", task, metric, _variants(members, own_sections)))
+        variants = _variants(members, own_sections, defaults or {})
+        out.append(Study(title or "runs", task, metric, variants))
     return sorted(out, key=lambda s: s.title)
 
 
@@ -321,15 +343,84 @@ def paired_auc(study: Study, reference: Variant, metric: str) -> dict[str, dict]
                 "strategy": v.strategy,
                 "diff": mean_std(diffs),
                 "better": sum(d > 0 for d in diffs),
+                "p": signed_rank_p(diffs),
+                "ci": bootstrap_ci(diffs),
             }
     return out
 
 
-def paired_references(study: Study) -> list[Variant]:
-    """The variants of :data:`PAIRED_REFERENCES` that the study's comparison has once each."""
+def signed_rank_p(diffs) -> float:
+    """Two-sided exact p-value of Wilcoxon's signed-rank test that the paired differences
+    are symmetric about 0.
+
+    Zeros are dropped (Wilcoxon's own convention, scipy's default ``zero_method``); tied
+    magnitudes share their average rank. The null distribution is enumerated over every
+    sign assignment, so the p-value is exact with ties too (scipy falls back to a normal
+    approximation there). Enumeration is 2^n: studies have tens of seeds at most, and
+    beyond 20 nonzero differences this uses the normal approximation instead.
+    """
+    d = np.asarray([x for x in diffs if x is not None and math.isfinite(x)], dtype=np.float64)
+    d = d[d != 0]
+    n = d.size
+    if n == 0:
+        return 1.0
+    ranks = _average_ranks(np.abs(d))
+    observed = float(ranks[d > 0].sum())
+    total = float(ranks.sum())
+    # Two-sided: as extreme as the observed W+ on either side of its mean total / 2.
+    dev = abs(observed - total / 2)
+    if n > 20:
+        var = float((ranks**2).sum()) / 4
+        z = dev / math.sqrt(var) if var > 0 else 0.0
+        return float(min(1.0, math.erfc(z / math.sqrt(2))))
+    signs = (np.arange(2**n)[:, None] >> np.arange(n)[None, :]) & 1
+    w_plus = signs @ ranks
+    # Ranks are multiples of 1/2: compare with a tolerance well below that.
+    extreme = np.abs(w_plus - total / 2) >= dev - 1e-9
+    return float(extreme.mean())
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(x.size, dtype=np.float64)
+    ranks[order] = np.arange(1, x.size + 1)
+    for value in np.unique(x):
+        tied = x == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def bootstrap_ci(diffs, level: float = 0.95, draws: int = 10_000, seed: int = 0):
+    """Percentile bootstrap confidence interval of the mean paired difference (seeds drawn
+    with replacement; a fixed seed, so a report is reproducible). ``(lo, hi)``."""
+    d = np.asarray([x for x in diffs if x is not None and math.isfinite(x)], dtype=np.float64)
+    if d.size == 0:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, d.size, size=(draws, d.size))].mean(axis=1)
+    tail = (1 - level) / 2
+    lo, hi = np.quantile(means, [tail, 1 - tail])
+    return (float(lo), float(hi))
+
+
+def paired_references(study: Study, defaults: Mapping[str, Any] | None = None) -> list[Variant]:
+    """The variants of :data:`PAIRED_REFERENCES` in the study's comparison: the strategy's
+    only variant, or among several (BATL beside its control and its batch-aware form) the
+    one whose distinguishing settings all equal ``defaults`` (flattened package defaults;
+    a λ sweep's representative counts as at its defaults)."""
+    defaults = defaults or {}
     out = []
     for name in PAIRED_REFERENCES:
         found = [v for v in study.comparison() if v.strategy == name]
+        if len(found) > 1:
+            found = [
+                v
+                for v in found
+                if all(
+                    k == "batl.lambda_" or (k in defaults and defaults[k] == x)
+                    for k, x in v.params.items()
+                )
+            ]
         if len(found) == 1:
             out.append(found[0])
     return out

@@ -21,9 +21,13 @@ REPO = Path(__file__).resolve().parents[1]
 LABELED = [10, 20, 30]
 
 
-def _fake_run(path: Path, strategy: str, seed: int, accs, *, lam=1.0, analysis=True) -> None:
+def _fake_run(
+    path: Path, strategy: str, seed: int, accs, *, lam=1.0, analysis=True, batl=None
+) -> None:
     c = get_base_config()
     c.al.strategy, c.seed, c.batl.lambda_ = strategy, seed, lam
+    for key, value in (batl or {}).items():
+        c.batl[key] = value
     c.data.name = "csabstruct"
     path.mkdir(parents=True)
     (path / "config.json").write_text(json.dumps(c.to_dict(), default=str))
@@ -121,6 +125,67 @@ def test_paired_auc_differences_by_seed(fake_runs):
     md = report.markdown([study], {}, fake_runs)
     assert "### AUC accuracy minus rand's, paired by seed" in md
     assert "### AUC accuracy minus batl (λ=1.0)'s, paired by seed" in md
+
+
+def test_batl_is_the_reference_beside_its_control_and_batch_aware_form(tmp_path):
+    """With BATL's control and spaced form in a study, the paired tables compare against
+    the BATL at the package defaults, and label the others by what sets them apart."""
+    forms = {
+        "batl": {},
+        "batl_control": {"triplet_grad": "embedding_only"},
+        "batl_spaced": {"batch_mode": "spaced"},
+    }
+    for seed in range(3):
+        _fake_run(tmp_path / "rand" / f"s{seed}", "rand", seed, [0.4, 0.5, 0.5 + seed / 100])
+        for i, (name, batl) in enumerate(forms.items()):
+            accs = [0.4, 0.5 + i / 50, 0.6 + seed / 100]
+            _fake_run(tmp_path / name / f"s{seed}", "batl", seed, accs, batl=batl)
+    (study,) = report.load_studies(results.find_runs([tmp_path]))
+    labels = [v.label for v in study.variants]
+    # Named by what differs from the package defaults: the default BATL is plain "batl".
+    assert labels == [
+        "rand",
+        "batl",
+        "batl (batch_mode=spaced)",
+        "batl (triplet_grad=embedding_only)",
+    ]
+    # Without the defaults the three BATL forms are ambiguous: no BATL reference.
+    assert [v.strategy for v in results.paired_references(study)] == ["rand"]
+    refs = results.paired_references(study, report._defaults())
+    assert [v.label for v in refs] == ["rand", "batl"]
+    md = report.markdown([study], {}, tmp_path)
+    assert "### AUC accuracy minus batl's, paired by seed" in md
+    assert "p (Wilcoxon)" in md
+
+
+def test_signed_rank_p_matches_scipy_exact_and_enumerates_ties():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(0)
+    for n in (1, 3, 6, 10, 13):
+        d = rng.normal(0.3, 1.0, n)
+        want = scipy_stats.wilcoxon(d, method="exact").pvalue
+        assert results.signed_rank_p(list(d)) == pytest.approx(want, abs=1e-12), n
+    # All ten seeds better: the smallest two-sided p there is, 2 / 2^10.
+    assert results.signed_rank_p([0.01 * (i + 1) for i in range(10)]) == pytest.approx(2 / 1024)
+    # Ties and zeros: zeros dropped, tied magnitudes share their rank; brute force agrees.
+    d = [0.1, -0.1, 0.2, 0.2, 0.0, -0.3, 0.1]
+    nz = np.array([x for x in d if x != 0])
+    ranks = results._average_ranks(np.abs(nz))
+    assert list(ranks) == [2.0, 2.0, 4.5, 4.5, 6.0, 2.0]
+    obs = ranks[nz > 0].sum()
+    count = 0
+    for signs in range(2 ** len(nz)):
+        w = sum(r for j, r in enumerate(ranks) if signs >> j & 1)
+        count += abs(w - ranks.sum() / 2) >= abs(obs - ranks.sum() / 2) - 1e-9
+    assert results.signed_rank_p(d) == pytest.approx(count / 2 ** len(nz))
+    assert results.signed_rank_p([0.0, 0.0]) == 1.0
+
+
+def test_bootstrap_ci_brackets_the_mean_and_is_reproducible():
+    d = [0.02, -0.01, 0.03, 0.01, 0.04, 0.0, 0.02, 0.01, -0.02, 0.03]
+    lo, hi = results.bootstrap_ci(d)
+    assert lo < np.mean(d) < hi and (lo, hi) == results.bootstrap_ci(d)
+    assert results.bootstrap_ci([0.05] * 4) == (pytest.approx(0.05), pytest.approx(0.05))
 
 
 def test_report_cli_writes_tables_and_figures(fake_runs, tmp_path):
