@@ -1,11 +1,14 @@
 """Run every strategy × seed (and BATL at several λ), then aggregate them.
 
   python -m batl_jax.sweep --config=configs/demo.py --strategies=rand,entropy,batl \\
-      --seeds=5 [--lambdas=0.5,1,2] [--workdir=runs/demo-sweep] [--config.train.mode=head]
+      --seeds=5 [--lambdas=0.5,1,2] [--workdir=runs/demo-sweep] [--config.train.mode=head] \\
+      [--variants=batl:batl.batch_mode=spaced,batl:batl.triplet_grad=embedding_only]
 
 Run folders: ``WORKDIR/<strategy>/seed<k>`` and, with ``--lambdas``,
 ``WORKDIR/batl_lambda<λ>/seed<k>`` (the λ equal to the config's ``batl.lambda_`` reuses
-``WORKDIR/batl`` when BATL is among the strategies). Each run goes through
+``WORKDIR/batl`` when BATL is among the strategies), and with ``--variants`` (a strategy
+with settings of its own, ``STRATEGY:KEY=VALUE[+KEY=VALUE]``, comma-separated)
+``WORKDIR/<strategy>_<values>/seed<k>``, e.g. ``batl_spaced``. Each run goes through
 :func:`batl_jax.main.run`, so an interrupted run resumes from its last round and a
 finished one (its done checkpoint exists and its config.json matches) is skipped without
 loading anything. Then :func:`batl_jax.report.write_report` writes ``results.md``,
@@ -27,6 +30,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from absl import app, flags
 from absl import logging as absl_logging
@@ -43,6 +47,12 @@ _STRATEGIES = flags.DEFINE_string(
 )
 _SEEDS = flags.DEFINE_string("seeds", "5", "Number of seeds, or a comma-separated list.")
 _LAMBDAS = flags.DEFINE_string("lambdas", "", "Also run BATL at each of these λ (comma list).")
+_VARIANTS = flags.DEFINE_string(
+    "variants",
+    "",
+    "Also run strategies with settings of their own: STRATEGY:KEY=VALUE[+KEY=VALUE],... "
+    "(e.g. batl:batl.batch_mode=spaced).",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,11 +61,13 @@ class PlannedRun:
     seed: int
     lambda_: float | None
     workdir: Path
+    overrides: tuple[tuple[str, Any], ...] = ()
 
     @property
     def name(self) -> str:
         lam = "" if self.lambda_ is None else f" λ={self.lambda_:g}"
-        return f"{self.strategy}{lam} seed {self.seed}"
+        own = "".join(f" {k}={v}" for k, v in self.overrides)
+        return f"{self.strategy}{lam}{own} seed {self.seed}"
 
     def config(self, cfg):
         c = copy.deepcopy(cfg)
@@ -63,7 +75,63 @@ class PlannedRun:
         c.seed = self.seed
         if self.lambda_ is not None:
             c.batl.lambda_ = float(self.lambda_)
+        for key, value in self.overrides:
+            section, name = key.split(".", 1)
+            c[section][name] = value
         return c
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """``--variants``' entry: a strategy with settings of its own, in its own folder."""
+
+    strategy: str
+    overrides: tuple[tuple[str, Any], ...]
+
+    @property
+    def folder(self) -> str:
+        return "_".join([self.strategy] + [str(v) for _, v in self.overrides])
+
+
+def parse_variants(text: str, cfg) -> list[Variant]:
+    """``batl:batl.batch_mode=spaced,batl:batl.triplet_grad=embedding_only+batl.margin=1``:
+    each value is converted to the type of the setting it replaces."""
+    out = []
+    for entry in (e.strip() for e in str(text).split(",") if e.strip()):
+        strategy, sep, rest = entry.partition(":")
+        if not sep or not rest:
+            raise ConfigError(
+                f"--variants entry {entry!r}: write STRATEGY:KEY=VALUE, "
+                "e.g. batl:batl.batch_mode=spaced"
+            )
+        overrides = tuple(_override(cfg, part, entry) for part in rest.split("+"))
+        out.append(Variant(strategy.strip(), overrides))
+    _refuse_repeats("--variants", [v.folder for v in out])
+    return out
+
+
+def _override(cfg, text: str, entry: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    key, raw = key.strip(), raw.strip()
+    section, _, name = key.partition(".")
+    if not sep or not name or section not in cfg or name not in cfg[section]:
+        raise ConfigError(
+            f"--variants entry {entry!r}: {key!r} is not a setting; write SECTION.KEY=VALUE "
+            "with a key of the config (e.g. batl.batch_mode=spaced)"
+        )
+    old = cfg[section][name]
+    try:
+        if isinstance(old, bool):
+            if raw.lower() not in ("true", "false"):
+                raise ValueError
+            value: Any = raw.lower() == "true"
+        else:
+            value = type(old)(raw) if isinstance(old, (int, float)) else raw
+    except ValueError as e:
+        raise ConfigError(
+            f"--variants entry {entry!r}: {key} wants a {type(old).__name__}, not {raw!r}"
+        ) from e
+    return key, value
 
 
 def parse_seeds(text: str, base_seed: int) -> list[int]:
@@ -102,8 +170,9 @@ def _refuse_repeats(flag: str, names: list[str]) -> None:
         raise ConfigError(f"{flag} lists {', '.join(twice)} twice; give each value once")
 
 
-def plan(cfg, workdir: Path, strategy_names, seeds, lambdas=()) -> list[PlannedRun]:
-    """Every run of the sweep, in order: strategies × seeds, then BATL at each λ × seeds."""
+def plan(cfg, workdir: Path, strategy_names, seeds, lambdas=(), variants=()) -> list[PlannedRun]:
+    """Every run of the sweep, in order: strategies × seeds, BATL at each λ × seeds, then
+    each variant × seeds."""
     from batl_jax import strategies
 
     names = list(strategy_names) or strategies.names()
@@ -122,6 +191,11 @@ def plan(cfg, workdir: Path, strategy_names, seeds, lambdas=()) -> list[PlannedR
             runs.append(
                 PlannedRun("batl", seed, lam, workdir / f"batl_lambda{lam:g}" / f"seed{seed}")
             )
+    for v in variants:
+        strategies.get(v.strategy)
+        for seed in seeds:
+            path = workdir / v.folder / f"seed{seed}"
+            runs.append(PlannedRun(v.strategy, seed, None, path, v.overrides))
     return runs
 
 
@@ -161,6 +235,7 @@ def run_sweep(
     seeds=(0,),
     lambdas=(),
     *,
+    variants=(),
     runner: Callable | None = None,
 ) -> SweepResult:
     """Run (or resume, or skip) every planned run, then write the report into ``workdir``.
@@ -173,7 +248,7 @@ def run_sweep(
         raise ConfigError("a sweep needs al.oracle=simulated (a human oracle labels one run)")
     runner = runner or batl_main.run
     t_start = time.perf_counter()
-    runs = plan(cfg, Path(workdir), strategy_names, seeds, lambdas)
+    runs = plan(cfg, Path(workdir), strategy_names, seeds, lambdas, variants)
     ran, skipped, failed = [], [], []
     for i, run in enumerate(runs, 1):
         run_cfg = run.config(cfg)
@@ -228,6 +303,7 @@ def main(argv) -> None:
             names,
             parse_seeds(_SEEDS.value, cfg.seed),
             parse_floats(_LAMBDAS.value),
+            variants=parse_variants(_VARIANTS.value, cfg),
         )
     except BatlError as e:
         print(f"error: {e}", file=sys.stderr)

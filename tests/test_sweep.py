@@ -37,6 +37,43 @@ def test_plan_names_runs_and_reuses_the_default_lambda(tmp_path):
         sweep.plan(cfg, tmp_path, ["nope"], [0])
 
 
+def test_variants_run_a_strategy_with_its_own_settings_in_its_own_folder(tmp_path):
+    cfg = get_base_config()
+    variants = sweep.parse_variants(
+        "batl:batl.batch_mode=spaced, batl:batl.triplet_grad=embedding_only+batl.margin=1", cfg
+    )
+    runs = sweep.plan(cfg, tmp_path, ["rand"], [0, 1], variants=variants)
+    dirs = [str(r.workdir.relative_to(tmp_path)) for r in runs]
+    assert dirs == [
+        "rand/seed0",
+        "rand/seed1",
+        "batl_spaced/seed0",
+        "batl_spaced/seed1",
+        "batl_embedding_only_1.0/seed0",
+        "batl_embedding_only_1.0/seed1",
+    ]
+    spaced = runs[2].config(cfg)
+    assert spaced.al.strategy == "batl" and spaced.batl.batch_mode == "spaced"
+    control = runs[5].config(cfg)
+    assert control.batl.triplet_grad == "embedding_only" and control.seed == 1
+    assert control.batl.margin == 1.0 and isinstance(control.batl.margin, float)
+    assert cfg.batl.batch_mode == "topk"  # the sweep's own config is left as it was
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("batl", "write STRATEGY:KEY=VALUE"),
+        ("batl:nope.key=1", "'nope.key' is not a setting"),
+        ("batl:batl.margin=wide", "batl.margin wants a float, not 'wide'"),
+        ("batl:batl.batch_mode=spaced,batl:batl.batch_mode=spaced", "lists batl_spaced twice"),
+    ],
+)
+def test_parse_variants_refuses_what_it_cannot_apply(text, why):
+    with pytest.raises(sweep.ConfigError, match=why):
+        sweep.parse_variants(text, get_base_config())
+
+
 @pytest.mark.parametrize(
     ("seeds", "why"),
     [
