@@ -8,13 +8,15 @@ Each row of the output (``.csv`` or ``.jsonl``, in the pool's order) has
   the starting set (the random initial set, or labels the input file already carried);
 * ``source``: ``existing`` (carried by the input file), ``human`` (imported into
   ``labels.jsonl``) or ``simulated`` (revealed from the dataset by a simulated oracle);
+* ``split``: ``train`` (the model trained on it) or ``evaluation`` (``al.test_size``'s
+  held-out rows, labelled first and only ever tested on; their round is -1);
 * the input file's original columns (``data.name=files``), with its label column
   (``data.label_field``) filled in with the final label. An original column named like
   one of the five above, other than the configured id/text/label column, is written as
   ``input_<name>``.
 
-The labeled rows are the latest checkpoint's labeled set, less the rows of a pending
-batch that people have not labeled yet.
+The labeled rows are the latest checkpoint's labeled set and held-out rows, less the rows
+of a pending batch that people have not labeled yet.
 """
 
 from __future__ import annotations
@@ -28,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from batl_jax import oracle
+from batl_jax import oracle, seeds
 from batl_jax.errors import ConfigError, StateError
 
-FIELDS = ("id", "text", "label", "round", "source")
+FIELDS = ("id", "text", "label", "round", "source", "split")
 FORMATS = (".csv", ".jsonl")
 
 
@@ -47,17 +49,19 @@ class Run:
     pending: np.ndarray  # rows of the batch people were asked to label (may be labeled)
     human: dict[str, dict]  # labels.jsonl by id
     selected_round: dict[int, int]  # pool row -> round that selected it
+    held_out: np.ndarray  # al.test_size's evaluation rows (never trained on)
 
     @property
     def human_oracle(self) -> bool:
         return self.cfg.al.oracle == "human"
 
     def labeled_rows(self) -> list[int]:
-        """Rows with a label now: the checkpoint's, less pending rows still unlabeled."""
+        """Rows with a label now: the checkpoint's and the held-out ones, less pending rows
+        still unlabeled."""
         pending = set(self.pending.tolist())
         return [
             int(r)
-            for r in np.sort(self.labeled)
+            for r in np.sort(np.concatenate([self.labeled, self.held_out]))
             if not (self.human_oracle and r in pending and self.pool.ids[r] not in self.human)
         ]
 
@@ -139,6 +143,9 @@ def load_run(workdir: Path) -> Run:
         pending=pending,
         human=oracle.read_labels(workdir),
         selected_round=_selected_rounds(workdir, int(state.round)),
+        held_out=seeds.evaluation_rows(
+            dataset.train.labels, int(cfg.al.get("test_size", 0)), int(cfg.seed)
+        ),
     )
 
 
@@ -158,6 +165,7 @@ def records(run: Run) -> tuple[list[dict], list[str]]:
     """The labeled rows as output records, and the output's column order."""
     columns = _original_columns(run)
     label_field = run.cfg.data.label_field
+    held_out = set(run.held_out.tolist())
     out = []
     for row in run.labeled_rows():
         label, source = run.label_of(row)
@@ -167,6 +175,7 @@ def records(run: Run) -> tuple[list[dict], list[str]]:
             "label": label,
             "round": run.selected_round.get(row, -1),
             "source": source,
+            "split": "evaluation" if row in held_out else "train",
         }
         for name, as_name in columns:
             value = run.pool.columns[name][row]

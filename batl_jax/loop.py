@@ -134,7 +134,7 @@ def _stop_check(parts: setup.Parts, files: RunFiles, r: int):
 def _rounds(parts: setup.Parts, files: RunFiles, state: LoopState) -> tuple[str, bool]:
     """Run the remaining rounds; why they ended, and whether people must label a batch
     (then the reason is the message naming it)."""
-    cfg, n = parts.cfg, len(parts.dataset.train)
+    cfg, n = parts.cfg, len(parts.dataset.train) - len(parts.held_out)
     labels = files.oracle.labels if files.oracle is not None else parts.dataset.train.labels
     labeled, prev_params = np.sort(state.labeled), state.params
     static, encode_s = rounds.prepare(parts)
@@ -185,10 +185,18 @@ def _rounds(parts: setup.Parts, files: RunFiles, state: LoopState) -> tuple[str,
             state = LoopState(r + 1, labeled, cfg.seed, params=prev_params, pending=pending)
             _save(files, state, kill_point=f"round{r}:checkpoint")
             kill_point(f"round{r}:saved")  # test hook: right after the commit
-            waiting = files.oracle.ready(labeled, pending, r + 1) if files.oracle else None
+            waiting = _ready(parts, files, labeled, pending, r + 1)
             if waiting:
                 return waiting, True
     return "al.rounds reached", False
+
+
+def _ready(parts: setup.Parts, files: RunFiles, labeled, pending, round_: int) -> str | None:
+    """The human oracle's check that every row the run uses has its label: the labeled
+    rows and the held-out evaluation rows; None with a simulated oracle."""
+    if files.oracle is None:
+        return None
+    return files.oracle.ready(np.concatenate([labeled, parts.held_out]), pending, round_)
 
 
 def _finish(parts: setup.Parts, files: RunFiles, reason: str, waiting: bool) -> list[dict]:
@@ -215,9 +223,7 @@ def run_parts(parts: setup.Parts, workdir: Path) -> list[dict]:
     files = _open_files(parts, Path(workdir))
     state = _start(parts, files)
     reason, waiting = "the run had finished before", False
-    message = (
-        files.oracle.ready(state.labeled, state.pending, state.round) if files.oracle else None
-    )
+    message = _ready(parts, files, state.labeled, state.pending, state.round)
     if message:
         reason, waiting = message, True
     elif not state.finished:

@@ -102,11 +102,13 @@ def read_input(path: Path, text_field: str) -> tuple[list[dict], list[str], list
 
 
 def pool_rows(workdir: Path) -> tuple[list[dict], list[str], list[str]]:
-    """``(records, columns, texts)`` of the run's pool rows that are still unlabeled."""
+    """``(records, columns, texts)`` of the run's pool rows that are still unlabeled (the
+    held-out evaluation rows of ``al.test_size`` are not in the pool)."""
     from batl_jax import labeled_dataset
 
     run = labeled_dataset.load_run(workdir)
-    split, labeled = run.pool, set(run.labeled_rows())
+    split = run.pool
+    labeled = set(run.labeled_rows()) | set(run.held_out.tolist())
     rows = [i for i in range(len(split)) if i not in labeled]
     if not rows:
         raise DataError(f"every row of the pool of {workdir} is labeled; nothing to predict")

@@ -68,7 +68,8 @@ def check_state(state: LoopState, parts: setup.Parts, where: Path) -> None:
     if (
         (len(rows) and (rows.min() < 0 or rows.max() >= n))
         or len(np.unique(rows)) != len(rows)
-        or not np.isin(pending, rows).all()
+        or not np.isin(pending, np.concatenate([rows, parts.held_out])).all()
+        or np.isin(rows, parts.held_out).any()
         or state.round < 0
     ):
         raise StateError(
@@ -96,7 +97,7 @@ def reopen(parts: setup.Parts, state: LoopState, rows: list[dict]) -> LoopState:
     """A finished run whose settings now ask for more rounds continues: its last round
     runs again (the same seeds give the same model) and this time selects. A run the
     stopping rule ended stays ended while the rule, as now set, still says stop."""
-    cfg, n = parts.cfg, len(parts.dataset.train)
+    cfg, n = parts.cfg, len(parts.dataset.train) - len(parts.held_out)
     if not state.finished or len(state.labeled) == n or state.round >= cfg.al.rounds:
         return state
     al = cfg.al
@@ -109,15 +110,20 @@ def reopen(parts: setup.Parts, state: LoopState, rows: list[dict]) -> LoopState:
 def initial_state(parts: setup.Parts, human: bool) -> LoopState:
     """Round 0's state. A human-labelled pool that already carries some labels starts
     from those rows (plus ``al.initial_size`` random ones to label, when set); otherwise
-    the seeded random initial set, which people label first (``pending``)."""
+    the seeded random initial set, which people label first (``pending``). The held-out
+    evaluation rows of ``al.test_size`` are never in the initial set; people label them
+    first, in the same batch (``pending``, not ``labeled``: the model never trains on them)."""
     cfg, labels = parts.cfg, parts.dataset.train.labels
-    n = len(labels)
+    n, held_out = len(labels), parts.held_out
     existing = np.flatnonzero(labels >= 0)
     if human and 0 < len(existing) < n:
         extra = max(cfg.al.initial_size, 0)
-        rest = np.setdiff1d(np.arange(n), existing)
+        rest = np.setdiff1d(np.arange(n), np.concatenate([existing, held_out]))
         picks = rest[initial_labeled(len(rest), min(extra, len(rest)), cfg.seed)]
         labeled = np.sort(np.concatenate([existing, picks]))
-        return LoopState(round=0, labeled=labeled, seed=cfg.seed, pending=picks)
-    labeled = initial_labeled(n, setup.initial_size(cfg), cfg.seed)
-    return LoopState(round=0, labeled=labeled, seed=cfg.seed, pending=labeled if human else None)
+        pending = np.concatenate([held_out, picks])
+        return LoopState(round=0, labeled=labeled, seed=cfg.seed, pending=pending)
+    rest = np.setdiff1d(np.arange(n), held_out)  # every row when al.test_size is 0
+    labeled = rest[initial_labeled(len(rest), setup.initial_size(cfg), cfg.seed)]
+    pending = np.concatenate([held_out, labeled]) if human else None
+    return LoopState(round=0, labeled=labeled, seed=cfg.seed, pending=pending)

@@ -63,7 +63,8 @@ def prepare(parts: Parts) -> tuple[dict[str, FeatureValue], float]:
     t0 = time.perf_counter()
     if parts.head_mode:
         parts.ctx.pretrained_sentence("train")
-        parts.ctx.pretrained_sentence("test")
+        if len(parts.dataset.test):  # a run may have no labeled test split
+            parts.ctx.pretrained_sentence("test")
     static = static_features(parts.ctx, parts.features)
     return static, time.perf_counter() - t0
 
@@ -125,21 +126,45 @@ def fit(parts: Parts, r: int, labeled: np.ndarray, labels: np.ndarray, prev_para
     return result
 
 
+def _held_out_tests(parts: Parts) -> bool:
+    """Whether the run is tested on ``al.test_size``'s held-out pool rows."""
+    return not len(parts.dataset.test) and bool(len(parts.held_out))
+
+
+def test_split(parts: Parts, labels: np.ndarray) -> data.Split:
+    """The rows the round's model is tested on: the labeled test split, or else the
+    held-out pool rows of ``al.test_size`` with their labels (people's, when human)."""
+    if not _held_out_tests(parts):
+        return parts.dataset.test
+    split = parts.dataset.train.subset(parts.held_out)
+    return dataclasses.replace(split, labels=np.asarray(labels)[parts.held_out])
+
+
 def test_probs(parts: Parts, fit_result) -> np.ndarray:
-    """``(n_test, C)`` class probabilities of the round's model on the test split."""
+    """``(n_test, C)`` class probabilities of the round's model on :func:`test_split`."""
+    if _held_out_tests(parts):
+        return parts.passes.test_probs(
+            parts.steps,
+            fit_result.params,
+            fit_result.rest,
+            parts.ctx.model_input("train"),
+            split="train",
+            rows=parts.held_out,
+        )[parts.held_out]  # the pass returns pool-sized outputs, filled at its rows
     return parts.passes.test_probs(
         parts.steps, fit_result.params, fit_result.rest, parts.ctx.model_input("test")
     )
 
 
-def evaluate(parts: Parts, fit_result) -> dict[str, float]:
-    """The task's test metrics; empty when the run has no labeled test split."""
-    if len(parts.dataset.test) == 0:
+def evaluate(parts: Parts, fit_result, labels: np.ndarray) -> dict[str, float]:
+    """The task's test metrics; empty when the run has no rows to test on."""
+    split = test_split(parts, labels)
+    if len(split) == 0:
         return {}
     probs = test_probs(parts, fit_result)
     if not np.isfinite(probs).all():
         raise StateError("the test predictions are not finite: the model diverged")
-    return parts.task.metrics(probs, parts.dataset.test)
+    return parts.task.metrics(probs, split)
 
 
 def pool_features(parts: Parts, fit_result, static=None) -> PoolFeatures:
@@ -216,18 +241,17 @@ def run_round(
     """Round ``r``: fit, evaluate, check the stopping rule and (unless ``last`` or the rule
     stops the run) select and analyse the batch."""
     n = len(parts.dataset.train)
-    unlabeled = np.setdiff1d(np.arange(n), labeled)
+    unlabeled = np.setdiff1d(np.arange(n), np.concatenate([labeled, parts.held_out]))
     times = dict(times or {})
     t0 = time.perf_counter()
     fit_result = fit(parts, r, labeled, labels, prev_params)
     times["train_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    test = evaluate(parts, fit_result)
+    tested_on = test_split(parts, labels)
+    test = evaluate(parts, fit_result, labels)
     times["eval_s"] = time.perf_counter() - t0
     row: dict[str, Any] = {
-        "test_majority_rate": parts.task.majority_rate(parts.dataset.test)
-        if len(parts.dataset.test)
-        else None,
+        "test_majority_rate": parts.task.majority_rate(tested_on) if len(tested_on) else None,
         "round": r,
         "labeled": int(len(labeled)),
         "strategy": parts.spec.name,

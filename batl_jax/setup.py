@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from flax import nnx
 
-from batl_jax import data, sharding, stopping, strategies, tasks, train
+from batl_jax import data, seeds, sharding, stopping, strategies, tasks, train
 from batl_jax.config_checks import check_values
 from batl_jax.errors import ConfigError, ModelError
 from batl_jax.features import FeaturePasses, PoolContext, default_cache_dir
@@ -58,6 +59,9 @@ class Parts:
     recipe: TrainRecipe
     mesh: Any
     stop_rows: Any  # the stop set: pool rows whose predictions the stopping rule compares
+    # al.test_size's evaluation rows: labelled first, never selected or trained on, the
+    # test set of a run without a labeled test split (empty otherwise).
+    held_out: Any = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def steps(self) -> train.Steps:
@@ -98,18 +102,32 @@ def check_config(cfg, spec: strategies.StrategySpec, dataset: data.Dataset) -> N
             "set --config.al.initial_size>0 or use a cold-start strategy (rand, alps)"
         )
     if al.test_size:
-        # Not built yet: an evaluation set drawn from the pool needs the oracle to label
-        # rows outside the pool; refused rather than ignored.
-        raise ConfigError(
-            f"al.test_size={al.test_size}: drawing the evaluation set from the pool is not "
-            "supported yet; label some rows in a file of their own and pass it as "
-            "--config.data.test_file"
-        )
+        _check_test_size(al.test_size, dataset, pool_size - al.batch_size - init)
     if al.oracle == "simulated" and (dataset.train.labels < 0).any():
         missing = int((dataset.train.labels < 0).sum())
         raise ConfigError(
             f"the pool has {missing} unlabeled rows, so a simulated oracle cannot reveal "
             "their labels; set --config.al.oracle=human to label them"
+        )
+
+
+def _check_test_size(size: int, dataset: data.Dataset, room: int) -> None:
+    """``al.test_size`` draws the evaluation set from the pool: only without a labeled
+    test split, and only as many rows as the pool can spare."""
+    if len(dataset.test):
+        raise ConfigError(
+            f"al.test_size={size} draws an evaluation set from the pool, but the data has a "
+            f"labeled test split ({len(dataset.test)} rows); set --config.al.test_size=0 "
+            "or leave the test split (data.test_file) out"
+        )
+    labels = dataset.train.labels
+    unlabeled = int((labels < 0).sum())
+    candidates = unlabeled or len(labels)
+    if size > min(candidates, room):
+        what = f"{unlabeled} unlabeled rows" if unlabeled else f"{len(labels)} rows"
+        raise ConfigError(
+            f"al.test_size={size} is more than the pool can spare ({what}, {room} beyond "
+            "the initial set and one batch); lower --config.al.test_size"
         )
 
 
@@ -210,4 +228,5 @@ def build(cfg, mesh) -> Parts:
         recipe=TrainRecipe(t.epochs, t.min_steps, t.lr, t.warmup_ratio, t.from_scratch),
         mesh=mesh,
         stop_rows=stopping.stop_set(len(dataset.train), cfg.al.stop_set_size, cfg.seed),
+        held_out=seeds.evaluation_rows(dataset.train.labels, cfg.al.test_size, cfg.seed),
     )

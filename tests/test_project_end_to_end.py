@@ -150,6 +150,7 @@ def test_ticket_project_from_existing_labels_to_model_predictions_and_dataset(tm
         "label",
         "round",
         "source",
+        "split",
         "ticket_id",
         "body",
         "category",

@@ -42,6 +42,8 @@ def encode_ids(token_lists: list[list[int]], max_len: int, pad_id: int) -> Encod
 
 def encode_texts(texts: list[str], tokenizer, max_len: int) -> Encoded:
     """Tokenise sentences with special tokens, truncated to ``max_len``."""
+    if not texts:  # a run without a test split: transformers' fast tokenizers fail on []
+        return encode_ids([], max_len, tokenizer.pad_token_id)
     out = tokenizer(texts, truncation=True, max_length=max_len, padding=False)
     return encode_ids(out["input_ids"], max_len, tokenizer.pad_token_id)
 

@@ -121,6 +121,9 @@ class FeaturePasses:
                     self.save_cached(path, out["sentence"])
         return self._sentence_cache[split]
 
-    def test_probs(self, steps, params, rest, sentence=None) -> np.ndarray:
-        out = self.run(steps, params, rest, "test", ("logits",), sentence=sentence, desc="evaluate")
+    def test_probs(self, steps, params, rest, sentence=None, split="test", rows=None):
+        """``(n, C)`` class probabilities over ``rows`` of ``split`` (default: the test split)."""
+        out = self.run(
+            steps, params, rest, split, ("logits",), sentence=sentence, desc="evaluate", rows=rows
+        )
         return softmax(out["logits"])
