@@ -200,13 +200,12 @@ def _ready(parts: setup.Parts, files: RunFiles, labeled, pending, round_: int) -
 
 
 def _finish(parts: setup.Parts, files: RunFiles, reason: str, waiting: bool) -> list[dict]:
-    """Plot, close, print the summary and return the metrics rows; when ``waiting``, the
+    """Plot, print the summary and return the metrics rows; when ``waiting``, the
     reason names the batch people must label (the run stops until it is labeled)."""
     cfg = parts.cfg
     rows = files.metrics.rows()
     title = f"{cfg.name}: {parts.spec.name}, seed {cfg.seed}"
     plots.run_curve(files.workdir, rows, parts.task.primary_metric, title)
-    files.ckpt.close()
     if run_files.is_primary():
         metric = parts.task.primary_metric
         text = summary.summary(
@@ -221,16 +220,21 @@ def _finish(parts: setup.Parts, files: RunFiles, reason: str, waiting: bool) -> 
 def run_parts(parts: setup.Parts, workdir: Path) -> list[dict]:
     """Run (or resume) the loop of ``parts`` in ``workdir``; returns the metrics rows."""
     files = _open_files(parts, Path(workdir))
-    state = _start(parts, files)
-    reason, waiting = "the run had finished before", False
-    message = _ready(parts, files, state.labeled, state.pending, state.round)
-    if message:
-        reason, waiting = message, True
-    elif not state.finished:
-        t0 = time.perf_counter()
-        reason, waiting = _rounds(parts, files, state)
-        log.info("rounds done in %.1f s", time.perf_counter() - t0)
-    return _finish(parts, files, reason, waiting)
+    # Closed however the run ends: a Ctrl-C during a save then waits for Orbax's own
+    # threads instead of leaving them to print a traceback at exit.
+    try:
+        state = _start(parts, files)
+        reason, waiting = "the run had finished before", False
+        message = _ready(parts, files, state.labeled, state.pending, state.round)
+        if message:
+            reason, waiting = message, True
+        elif not state.finished:
+            t0 = time.perf_counter()
+            reason, waiting = _rounds(parts, files, state)
+            log.info("rounds done in %.1f s", time.perf_counter() - t0)
+        return _finish(parts, files, reason, waiting)
+    finally:
+        files.ckpt.close()
 
 
 def run(cfg, workdir: Path, mesh) -> list[dict]:
