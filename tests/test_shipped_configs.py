@@ -41,8 +41,11 @@ def test_config_builds_and_passes_checks(name):
         # The docstring's sweep command is the one that reproduces docs/results/.
         doc = path.read_text().split('"""')[1]
         assert f"--config=configs/{name}.py" in doc
-        assert "--seeds=5" in doc
-        assert cfg.train.mode == "head" and cfg.al.rounds == 10
+        if name.startswith("study_full_"):  # the paper's regime: every weight fine-tuned
+            assert "--seeds=3" in doc and cfg.train.mode == "full"
+        else:
+            assert "--seeds=10" in doc and "--variants=" in doc
+            assert cfg.train.mode == "head" and cfg.al.rounds == 10
 
 
 def test_base_config_has_the_new_keys_with_their_defaults():
