@@ -125,5 +125,5 @@ def initial_state(parts: setup.Parts, human: bool) -> LoopState:
         return LoopState(round=0, labeled=labeled, seed=cfg.seed, pending=pending)
     rest = np.setdiff1d(np.arange(n), held_out)  # every row when al.test_size is 0
     labeled = rest[initial_labeled(len(rest), setup.initial_size(cfg), cfg.seed)]
-    pending = np.concatenate([held_out, labeled]) if human else None
-    return LoopState(round=0, labeled=labeled, seed=cfg.seed, pending=pending)
+    asked = np.concatenate([held_out, labeled]) if human else None
+    return LoopState(round=0, labeled=labeled, seed=cfg.seed, pending=asked)
