@@ -134,7 +134,7 @@ def _stop_check(parts: setup.Parts, files: RunFiles, r: int):
 def _rounds(parts: setup.Parts, files: RunFiles, state: LoopState) -> tuple[str, bool]:
     """Run the remaining rounds; why they ended, and whether people must label a batch
     (then the reason is the message naming it)."""
-    cfg, n = parts.cfg, len(parts.dataset.train) - len(parts.held_out)
+    cfg, n = parts.cfg, len(parts.pool_rows)
     labels = files.oracle.labels if files.oracle is not None else parts.dataset.train.labels
     labeled, prev_params = np.sort(state.labeled), state.params
     static, encode_s = rounds.prepare(parts)

@@ -97,7 +97,7 @@ def reopen(parts: setup.Parts, state: LoopState, rows: list[dict]) -> LoopState:
     """A finished run whose settings now ask for more rounds continues: its last round
     runs again (the same seeds give the same model) and this time selects. A run the
     stopping rule ended stays ended while the rule, as now set, still says stop."""
-    cfg, n = parts.cfg, len(parts.dataset.train) - len(parts.held_out)
+    cfg, n = parts.cfg, len(parts.pool_rows)
     if not state.finished or len(state.labeled) == n or state.round >= cfg.al.rounds:
         return state
     al = cfg.al
@@ -118,12 +118,12 @@ def initial_state(parts: setup.Parts, human: bool) -> LoopState:
     existing = np.flatnonzero(labels >= 0)
     if human and 0 < len(existing) < n:
         extra = max(cfg.al.initial_size, 0)
-        rest = np.setdiff1d(np.arange(n), np.concatenate([existing, held_out]))
+        rest = np.setdiff1d(parts.pool_rows, existing)
         picks = rest[initial_labeled(len(rest), min(extra, len(rest)), cfg.seed)]
         labeled = np.sort(np.concatenate([existing, picks]))
         pending = np.concatenate([held_out, picks])
         return LoopState(round=0, labeled=labeled, seed=cfg.seed, pending=pending)
-    rest = np.setdiff1d(np.arange(n), held_out)  # every row when al.test_size is 0
+    rest = parts.pool_rows  # every row when al.test_size is 0
     labeled = rest[initial_labeled(len(rest), setup.initial_size(cfg), cfg.seed)]
     asked = np.concatenate([held_out, labeled]) if human else None
     return LoopState(round=0, labeled=labeled, seed=cfg.seed, pending=asked)

@@ -156,9 +156,8 @@ def test_probs(parts: Parts, fit_result) -> np.ndarray:
     )
 
 
-def evaluate(parts: Parts, fit_result, labels: np.ndarray) -> dict[str, float]:
-    """The task's test metrics; empty when the run has no rows to test on."""
-    split = test_split(parts, labels)
+def evaluate(parts: Parts, fit_result, split: data.Split) -> dict[str, float]:
+    """The task's test metrics on ``split`` (:func:`test_split`); empty when it has no rows."""
     if len(split) == 0:
         return {}
     probs = test_probs(parts, fit_result)
@@ -240,15 +239,14 @@ def run_round(
 ) -> RoundResult:
     """Round ``r``: fit, evaluate, check the stopping rule and (unless ``last`` or the rule
     stops the run) select and analyse the batch."""
-    n = len(parts.dataset.train)
-    unlabeled = np.setdiff1d(np.arange(n), np.concatenate([labeled, parts.held_out]))
+    unlabeled = np.setdiff1d(parts.pool_rows, labeled)
     times = dict(times or {})
     t0 = time.perf_counter()
     fit_result = fit(parts, r, labeled, labels, prev_params)
     times["train_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     tested_on = test_split(parts, labels)
-    test = evaluate(parts, fit_result, labels)
+    test = evaluate(parts, fit_result, tested_on)
     times["eval_s"] = time.perf_counter() - t0
     row: dict[str, Any] = {
         "test_majority_rate": parts.task.majority_rate(tested_on) if len(tested_on) else None,

@@ -75,6 +75,11 @@ class Parts:
     def head_mode(self) -> bool:
         return self.ctx.head_mode
 
+    @property
+    def pool_rows(self) -> np.ndarray:
+        """The rows strategies may select: the train split less the held-out ones."""
+        return np.setdiff1d(np.arange(len(self.dataset.train)), self.held_out)
+
 
 def initial_size(cfg) -> int:
     """``al.initial_size``, where -1 (the default) means ``al.batch_size``."""
