@@ -27,6 +27,9 @@ after the first (its default ``num_draw``). Both start from BALD's top row.
 
 Options: ``--quick`` (N = 20k, k = 100 only), ``--smoke`` (tiny, seconds, for CI;
 all cases share one child, so only its first memory figure is clean),
+``--probe`` (only a small case, N = 500, k = 7, that shows whether the two part ways
+by their sampling: batl_jax at two keys and with 20x its samples, baal at two torch seeds
+and with 16x its draws; about 15 minutes, baal's 8,000 draws most of it),
 ``--json PATH`` (write the results), ``--devices N`` (fake CPU devices per child,
 default 1), ``--only SUBSTR`` (cases whose name contains it), ``--timeout S``
 (per case).
@@ -60,6 +63,20 @@ def baal_cases(n: int) -> list[dict]:
     return [dict(kernel="batchbald", **case), dict(kernel="baal_batchbald", **case)]
 
 
+# Why the two part ways: at C = 5 batl_jax's first 6 picks are exact, so a small case with
+# k = 7 shows whether baal, given more draws, converges to them (``--probe``).
+PROBE_CASE = dict(n=500, c=5, k=7, mc=K_MC)
+
+
+def probe_cases() -> list[dict]:
+    """batl_jax at two keys and 20x its samples; baal at two torch seeds and 16x its draws."""
+    ours = [dict(kernel="batchbald", **PROBE_CASE, seed=s) for s in (0, 1)]
+    ours.append(dict(kernel="batchbald", **PROBE_CASE, seed=0, samples=20_000))
+    baal = [dict(kernel="baal_batchbald", **PROBE_CASE, seed=s) for s in (0, 1)]
+    baal.append(dict(kernel="baal_batchbald", **PROBE_CASE, seed=0, draws=8000))
+    return ours + baal
+
+
 def _cases(quick: bool, smoke: bool, baal_n: int = BAAL_CASE["n"]) -> list[dict]:
     if smoke:
         n, d, k = 500, 32, 5
@@ -85,22 +102,24 @@ def _cases(quick: bool, smoke: bool, baal_n: int = BAAL_CASE["n"]) -> list[dict]
     return cases
 
 
-def _baal_batchbald(mc: np.ndarray, k: int) -> np.ndarray:
-    """baal's BatchBALD picks (its defaults; torch seeded), BALD's top row first (baal's
-    first pick), then the rest in baal's ranking (by score, not in pick order)."""
+def _baal_batchbald(mc: np.ndarray, k: int, seed: int = 0, draws: int = 500) -> np.ndarray:
+    """baal's BatchBALD picks (torch seeded; ``draws`` = its ``num_draw``, default 500),
+    BALD's top row first (baal's first pick), then the rest in baal's ranking (by score,
+    not in pick order)."""
     import torch
     from baal.active.heuristics import BALD, BatchBALD
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     # baal wants [N, C, iterations]; its loop adds one row per step after BALD's top row.
     pred = np.ascontiguousarray(mc.transpose(1, 2, 0))
-    ranks = np.asarray(BatchBALD(num_samples=k - 1)(pred)[:k])
+    ranks = np.asarray(BatchBALD(num_samples=k - 1, num_draw=draws)(pred)[:k])
     first = int(np.argmax(BALD().compute_score(pred)))
     return np.concatenate([[first], ranks[ranks != first]])[:k]
 
 
 def _name(case: dict) -> str:
-    keys = [k for k in ("n", "d", "c", "mc", "k", "labeled", "iters") if k in case]
+    keys = ("n", "d", "c", "mc", "k", "labeled", "iters", "seed", "samples", "draws")
+    keys = [k for k in keys if k in case]
     return case["kernel"] + " " + " ".join(f"{k}={case[k]}" for k in keys)
 
 
@@ -116,7 +135,7 @@ def _run_case(case: dict) -> dict:
     rng = np.random.default_rng(0)
     n, k, kind = case["n"], case["k"], case["kernel"]
     mesh = sharding.make_mesh()
-    key = jax.random.key(0)
+    key = jax.random.key(case.get("seed", 0))
     cand = np.ones(n, bool)
     if kind in ("kcenter", "badge", "kmeans"):
         x = rng.standard_normal((n, case["d"]), dtype=np.float32)
@@ -141,8 +160,9 @@ def _run_case(case: dict) -> dict:
         if kind == "bald":
             return batchbald.bald_select(mc, cand, k)[0]
         if kind == "baal_batchbald":
-            return _baal_batchbald(mc, k)
-        return batchbald.batchbald_select(mc, cand, k, key=key, mesh=mesh)[0]
+            return _baal_batchbald(mc, k, case.get("seed", 0), case.get("draws", 500))
+        samples = case.get("samples", batchbald.DEFAULT_NUM_SAMPLES)
+        return batchbald.batchbald_select(mc, cand, k, key=key, mesh=mesh, num_samples=samples)[0]
 
     # Start the runtime first so its fixed start-up memory is not charged to the kernel.
     jax.numpy.zeros(8).block_until_ready()
@@ -223,6 +243,11 @@ def _parse(argv):
     ap.add_argument(
         "--baal-n", type=int, default=BAAL_CASE["n"], help="pool rows of the baal comparison"
     )
+    ap.add_argument(
+        "--probe",
+        action="store_true",
+        help="only the small case that shows why batl_jax's and baal's picks differ",
+    )
     ap.add_argument("--case", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
@@ -230,7 +255,8 @@ def _parse(argv):
 def _measure(args) -> tuple[dict | None, list[dict]]:
     """Every case in fresh children; the machine's facts, with the children's device."""
     timeout = args.timeout or (300.0 if args.smoke else 1800.0)
-    cases = [c for c in _cases(args.quick, args.smoke, args.baal_n) if args.only in _name(c)]
+    cases = probe_cases() if args.probe else _cases(args.quick, args.smoke, args.baal_n)
+    cases = [c for c in cases if args.only in _name(c)]
     if importlib.util.find_spec("baal") is None:
         cases = [c for c in cases if c["kernel"] != "baal_batchbald"]
         print(f"NOTE: baal is not installed; its BatchBALD rows are skipped. {INSTALL_HINT}")
@@ -279,6 +305,17 @@ def _agreement(rows: list[dict]) -> None:
         )
 
 
+def probe_table(rows: list[dict]) -> str:
+    """Each probe run's picks (as a sorted set) and how many it shares with every other."""
+    rows = [r for r in rows if "error" not in r and r.get("picks")]
+    sets = [set(r["picks"]) for r in rows]
+    lines = ["picks in common (sets of k):"]
+    for r, a in zip(rows, sets, strict=True):
+        common = " ".join(f"{len(a & b):2d}" for b in sets)
+        lines.append(f"{r['name']:<58} {common}   {sorted(a)}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     args = _parse(argv)
     if args.case:  # child mode: one JSON line per case
@@ -287,6 +324,8 @@ def main(argv: list[str]) -> int:
         return 0
     info, rows = _measure(args)
     print("\n" + _table(rows))
+    if args.probe:
+        print("\n" + probe_table(rows))
     header = _header(info) if info else None
     report.write_json(args.json, dict(env=info, header=header, rows=rows))
     return 0 if all("error" not in r for r in rows) else 1

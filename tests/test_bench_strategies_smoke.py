@@ -27,3 +27,23 @@ def test_strategies_bench_smoke(tmp_path, capsys):
         assert agree["first_pick_equal"] and 1 <= agree["common"] <= baal["case"]["k"]
     text = capsys.readouterr().out
     assert "jax " in text and "peak extra MB" in text and "matrix units:" in text
+
+
+def test_probe_cases_and_table():
+    """The probe compares like with like: one MC input size, batl_jax at two keys and more
+    samples, baal at two seeds and more draws; its table counts shared picks as sets."""
+    cases = strategies.probe_cases()
+    assert {(c["n"], c["c"], c["k"], c["mc"]) for c in cases} == {(500, 5, 7, 20)}
+    names = [strategies._name(c) for c in cases]
+    assert len(set(names)) == len(names)  # every run is told apart in the table
+    assert any(c.get("samples", 0) > 1000 for c in cases if c["kernel"] == "batchbald")
+    assert any(c.get("draws", 0) > 500 for c in cases if c["kernel"] == "baal_batchbald")
+    rows = [
+        dict(name="a", picks=[1, 2, 3]),
+        dict(name="b", picks=[3, 2, 9]),
+        dict(name="c", error="timeout"),
+    ]
+    lines = strategies.probe_table(rows).splitlines()
+    assert len(lines) == 3  # a header and the two runs that finished
+    assert lines[1].split()[1:3] == ["3", "2"] and lines[2].split()[1:3] == ["2", "3"]
+    assert lines[2].endswith("[2, 3, 9]")
