@@ -240,13 +240,20 @@ def group(
             log.warning("%s has no finished round yet: left out", run.path)
             continue
         c = run.config
+        # A frozen encoder and full fine-tuning are two regimes, not two variants of one:
+        # their curves start from different models, so nothing is paired across them.
         key = (c.get("data.name"), c.get("data.hub_id"), c.get("data.hub_config"))
-        studies.setdefault(key, []).append(run)
+        studies.setdefault((*key, c.get("train.mode")), []).append(run)
+    modes: dict[tuple, set] = {}
+    for key in studies:
+        modes.setdefault(key[:-1], set()).add(key[-1])
     out = []
     for key, members in studies.items():
         task = str(members[0].config.get("task.name", "classification"))
         metric = PRIMARY_METRIC.get(task) or next(iter(members[0].rows[0].get("test", {})), "")
-        title = " / ".join(str(k) for k in key if k)
+        title = " / ".join(str(k) for k in key[:-1] if k)
+        if len(modes[key[:-1]]) > 1:  # one dataset in both regimes: say which is which
+            title += f", train.mode={key[-1]}"
         variants = _variants(members, own_sections, defaults or {})
         out.append(Study(title or "runs", task, metric, variants))
     return sorted(out, key=lambda s: s.title)

@@ -22,10 +22,11 @@ LABELED = [10, 20, 30]
 
 
 def _fake_run(
-    path: Path, strategy: str, seed: int, accs, *, lam=1.0, analysis=True, batl=None
+    path: Path, strategy: str, seed: int, accs, *, lam=1.0, analysis=True, batl=None, mode=None
 ) -> None:
     c = get_base_config()
     c.al.strategy, c.seed, c.batl.lambda_ = strategy, seed, lam
+    c.train.mode = mode or c.train.mode
     for key, value in (batl or {}).items():
         c.batl[key] = value
     c.data.name = "csabstruct"
@@ -99,6 +100,22 @@ def test_grouping_statistics_and_area(fake_runs):
     assert s["first.analysis.uncertainty"][0] == pytest.approx(1 - a[:, 0].mean())
     assert [float(v.params["batl.lambda_"]) for v in study.lambda_family()] == [0.5, 1.0]
     assert [v.label for v in study.comparison()] == ["rand", "entropy", "batl (λ=1.0)"]
+
+
+def test_a_dataset_in_two_training_regimes_is_two_studies(tmp_path):
+    """Frozen-encoder and fully fine-tuned runs of one dataset are reported side by side,
+    never as variants of one study (nothing is paired across regimes)."""
+    for mode in ("head", "full"):
+        for strategy in ("rand", "batl"):
+            path = tmp_path / mode / strategy / "seed0"
+            _fake_run(path, strategy, 0, [0.4, 0.5, 0.6], mode=mode)
+    load = lambda *dirs: [results.load_run(p) for p in results.find_runs(list(dirs))]
+    (alone,) = results.group(load(tmp_path / "head"), report.strategy_sections())
+    assert alone.title == "csabstruct"  # one regime: the title does not name it
+    studies = results.group(load(tmp_path / "head", tmp_path / "full"), report.strategy_sections())
+    assert [s.title for s in studies] == ["csabstruct, train.mode=full", "csabstruct, train.mode=head"]
+    for study in studies:  # labels name no setting: within a regime nothing else differs
+        assert [v.label for v in study.variants] == ["rand", "batl"]
 
 
 def test_paired_auc_differences_by_seed(fake_runs):
