@@ -113,7 +113,8 @@ def test_a_dataset_in_two_training_regimes_is_two_studies(tmp_path):
     (alone,) = results.group(load(tmp_path / "head"), report.strategy_sections())
     assert alone.title == "csabstruct"  # one regime: the title does not name it
     studies = results.group(load(tmp_path / "head", tmp_path / "full"), report.strategy_sections())
-    assert [s.title for s in studies] == ["csabstruct, train.mode=full", "csabstruct, train.mode=head"]
+    titles = ["csabstruct, train.mode=full", "csabstruct, train.mode=head"]
+    assert [s.title for s in studies] == titles
     for study in studies:  # labels name no setting: within a regime nothing else differs
         assert [v.label for v in study.variants] == ["rand", "batl"]
 
