@@ -55,6 +55,7 @@ BATCHBALD_K = 10  # BatchBALD's greedy batch is small: 6 exact steps at C=5, the
 # The baal comparison (docs/benchmarks.md): its sizes, and NYT-10's BADGE shape.
 BAAL_CASE = dict(n=5000, c=5, k=100, mc=K_MC)
 NYT10_BADGE = dict(kernel="badge", n=200_000, d=768, c=53, k=500)
+BAAL_DRAWS = 500  # baal's own ``num_draw`` default: the comparison runs baal as shipped
 
 
 def baal_cases(n: int) -> list[dict]:
@@ -102,8 +103,8 @@ def _cases(quick: bool, smoke: bool, baal_n: int = BAAL_CASE["n"]) -> list[dict]
     return cases
 
 
-def _baal_batchbald(mc: np.ndarray, k: int, seed: int = 0, draws: int = 500) -> np.ndarray:
-    """baal's BatchBALD picks (torch seeded; ``draws`` = its ``num_draw``, default 500),
+def _baal_batchbald(mc: np.ndarray, k: int, seed: int, draws: int) -> np.ndarray:
+    """baal's BatchBALD picks (torch seeded; ``draws`` = its ``num_draw``),
     BALD's top row first (baal's first pick), then the rest in baal's ranking (by score,
     not in pick order)."""
     import torch
@@ -160,7 +161,7 @@ def _run_case(case: dict) -> dict:
         if kind == "bald":
             return batchbald.bald_select(mc, cand, k)[0]
         if kind == "baal_batchbald":
-            return _baal_batchbald(mc, k, case.get("seed", 0), case.get("draws", 500))
+            return _baal_batchbald(mc, k, case.get("seed", 0), case.get("draws", BAAL_DRAWS))
         samples = case.get("samples", batchbald.DEFAULT_NUM_SAMPLES)
         return batchbald.batchbald_select(mc, cand, k, key=key, mesh=mesh, num_samples=samples)[0]
 
