@@ -15,7 +15,12 @@ Attribute names follow HF's where that keeps the checkpoint key table in
 
 ``dtype`` is the computation dtype and ``param_dtype`` the storage dtype of the
 parameters: bfloat16 compute keeps float32 parameters, and the attention softmax
-and LayerNorm statistics are always computed in float32.
+and LayerNorm statistics are always computed in float32. Every matmul takes its
+operands in the compute dtype and returns float32 (``preferred_element_type``):
+in bfloat16 that is what lets XLA:CPU run the dot on the CPU's bfloat16 units
+(AVX512-BF16, AMX) instead of converting both operands to float32 first, and the
+dense layers' backward pass stays in bfloat16 too (:mod:`batl_jax.model.matmul`); in
+float32 it changes nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from batl_jax.errors import ModelError
+from batl_jax.model import matmul
 
 # model_type values whose checkpoints use exactly BERT's architecture and key names.
 _BERT_MODEL_TYPES = ("bert",)
@@ -135,23 +141,32 @@ def _layer_norm(config: BertConfig, dtype, param_dtype, rngs: nnx.Rngs) -> nnx.L
 
 
 def _dense(n_in: int, n_out: int, dtype, param_dtype, rngs: nnx.Rngs) -> nnx.Linear:
-    # BERT's initializer_range; only matters for heads that a checkpoint does not provide.
+    # float32 keeps lax.dot_general (and its autodiff) bit for bit; a narrower compute
+    # dtype takes matmul.dot_general, whose backward also stays in that dtype.
+    low = jnp.dtype(dtype) != jnp.dtype(jnp.float32)
     return nnx.Linear(
         n_in,
         n_out,
-        kernel_init=nnx.initializers.normal(0.02),
+        kernel_init=nnx.initializers.normal(0.02),  # BERT's initializer_range
         dtype=dtype,
         param_dtype=param_dtype,
+        preferred_element_type=jnp.float32,
+        dot_general=matmul.dot_general if low else jax.lax.dot_general,
         rngs=rngs,
     )
 
 
 class BertEmbeddings(nnx.Module):
-    """word + position + token-type embeddings, then LayerNorm and dropout."""
+    """word + position + token-type embeddings, then LayerNorm and dropout.
+
+    The lookups and their sum stay in the storage dtype; the LayerNorm returns the
+    compute dtype. (An ``nnx.Embed`` with a compute dtype casts its whole table, 30k
+    rows, on every call, to gather a few hundred of them.)
+    """
 
     def __init__(self, config: BertConfig, *, rngs: nnx.Rngs, dtype, param_dtype):
         init = nnx.initializers.normal(0.02)
-        kw = dict(dtype=dtype, param_dtype=param_dtype, embedding_init=init, rngs=rngs)
+        kw = dict(dtype=None, param_dtype=param_dtype, embedding_init=init, rngs=rngs)
         self.word_embeddings = nnx.Embed(config.vocab_size, config.hidden_size, **kw)
         self.position_embeddings = nnx.Embed(
             config.max_position_embeddings, config.hidden_size, **kw
@@ -177,6 +192,7 @@ class BertAttention(nnx.Module):
         h = config.hidden_size
         self.num_heads = config.num_attention_heads
         self.head_dim = config.head_dim
+        self.dtype = dtype
         self.query = _dense(h, h, dtype, param_dtype, rngs)
         self.key = _dense(h, h, dtype, param_dtype, rngs)
         self.value = _dense(h, h, dtype, param_dtype, rngs)
@@ -188,17 +204,19 @@ class BertAttention(nnx.Module):
     def __call__(self, x: jax.Array, bias: jax.Array, *, deterministic: bool) -> jax.Array:
         b, seq, _ = x.shape
 
-        def heads(t):  # (B, L, H) -> (B, L, N, D)
-            return t.reshape(b, seq, self.num_heads, self.head_dim)
+        def heads(t):  # (B, L, H) -> (B, L, N, D), in the compute dtype
+            return t.reshape(b, seq, self.num_heads, self.head_dim).astype(self.dtype)
 
         q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
         # The softmax runs in float32 whatever the compute dtype: bfloat16 logits plus a
         # -3e38 mask lose the small differences the softmax depends on.
-        scores = jnp.einsum("bqnd,bknd->bnqk", q, k).astype(jnp.float32)
-        scores = scores / jnp.sqrt(jnp.float32(self.head_dim)) + bias
-        probs = jax.nn.softmax(scores, axis=-1).astype(x.dtype)
+        f32 = jnp.float32
+        scores = jnp.einsum("bqnd,bknd->bnqk", q, k, preferred_element_type=f32)
+        scores = scores / jnp.sqrt(f32(self.head_dim)) + bias
+        probs = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
         probs = self.attn_dropout(probs, deterministic=deterministic)
-        ctx = jnp.einsum("bnqk,bknd->bqnd", probs, v).reshape(b, seq, -1)
+        ctx = jnp.einsum("bnqk,bknd->bqnd", probs, v, preferred_element_type=f32)
+        ctx = ctx.reshape(b, seq, -1)
         out = self.dropout(self.output(ctx), deterministic=deterministic)
         return self.layer_norm(out + x)
 
@@ -306,7 +324,8 @@ class BertMLMHead(nnx.Module):
         """Logits (..., V) from hidden states (..., H) and the (V, H) embedding table."""
         h = self.layer_norm(_ACTIVATIONS[self.hidden_act](self.dense(hidden)))
         w = jnp.asarray(word_embeddings, self.dtype)
-        return jnp.einsum("...h,vh->...v", h, w) + self.bias[...].astype(self.dtype)
+        logits = jnp.einsum("...h,vh->...v", h, w, preferred_element_type=jnp.float32)
+        return (logits + self.bias[...]).astype(self.dtype)
 
 
 def resize_token_embeddings(
