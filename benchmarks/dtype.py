@@ -5,10 +5,13 @@ them; whether XLA:CPU in the installed jaxlib does is what this suite finds out.
 each XLA flag set in ``--flag-sets`` a fresh interpreter (XLA reads ``XLA_FLAGS`` once,
 at start-up) measures, side by side:
 
-* a square matmul (``--size``, default 2048) in float32 and bfloat16, and float32 under
-  ``jax.default_matmul_precision("bfloat16")``; what the compiled HLO of the bfloat16
-  dot runs as (a YNNPACK/XNNPACK fusion, a oneDNN custom call, or XLA's own emitter)
-  and in which element type (``f32``: XLA converted the bfloat16 inputs up first);
+* a square matmul (``--size``, default 2048) in float32, in bfloat16 with a bfloat16
+  result (``jnp.dot``), in bfloat16 with a float32 result (``preferred_element_type``,
+  the form batl_jax's encoder uses), and float32 under
+  ``jax.default_matmul_precision("bfloat16")``; what the compiled HLO of either
+  bfloat16 dot runs as (a YNNPACK/XNNPACK fusion, a oneDNN custom call, or XLA's own
+  emitter) and in which element type (``f32``: XLA converted the bfloat16 inputs up
+  first; ``bf16``: the dot takes them as they are);
 * MiniLM's forward (batl_jax's jitted classifier forward) on batches of 64 rows of 64
   tokens, ``model.dtype`` float32 and bfloat16, and the largest ``|Δ logits|`` between
   them.
@@ -68,21 +71,22 @@ def _parse(argv):
 # ----------------------------------------------------------------------------- child (JAX)
 
 
-def _dot_backend(size: int) -> str:
-    """What the compiled bfloat16 dot runs as: the library fusion or custom call that
-    holds it (``ynn``/``xnn``: YNNPACK/XNNPACK, ``onednn``; ``xla``: XLA's own
-    emitter) and the element type it multiplies in (``f32`` when XLA upcasts)."""
+def _dot_backend(size: int, out: str) -> str:
+    """What the compiled bfloat16 dot with an ``out`` result runs as: the library fusion
+    or custom call that holds it (``ynn``/``xnn``: YNNPACK/XNNPACK, ``onednn``; ``xla``:
+    XLA's own emitter) and the element type it multiplies in (``f32`` when XLA upcasts)."""
     import re
 
     import jax
     import jax.numpy as jnp
 
     a = jnp.zeros((size, size), jnp.bfloat16)
-    text = jax.jit(jnp.dot).lower(a, a).compile().as_text()
+    dot = jax.jit(lambda x, y: jnp.matmul(x, y, preferred_element_type=jnp.dtype(out)))
+    text = dot.lower(a, a).compile().as_text()
     libs = set(re.findall(r"%(ynn|xnn|onednn)\w*", text, flags=re.I))
     libs |= {t for t in re.findall(r'custom_call_target="([^"]+)"', text)}
-    dots = re.findall(r"= (\w+)\[[^\]]*\]\S* (?:dot|fusion)\(", text)
-    compute = "f32" if "f32" in dots and "bf16[" in text and "convert" in text else "bf16"
+    # An upcast shows as a convert to f32 (of a bfloat16 operand: nothing else is f32).
+    compute = "f32" if re.search(r"= f32\[[^\]]*\]\S* convert\(", text) else "bf16"
     return f"{'+'.join(sorted(libs)) or 'xla'} {compute}"
 
 
@@ -128,10 +132,12 @@ def run_case(spec: dict) -> dict:
     size, reps = spec["size"], spec["reps"]
     out: dict = {"xla_flags": spec["flags"], "device": machine.device_name()}
     rates = flops.matmul_rates(size, max(reps, 3))
+    rates["jax bfloat16 -> bfloat16"] = flops._jax_rate(size, "bfloat16", reps, out="bfloat16")
     with jax.default_matmul_precision("bfloat16"):
         rates["jax float32 at precision=bfloat16"] = flops._jax_rate(size, "float32", reps)
     out["matmul_gflops"] = rates
-    out["bf16_dot_calls"] = _dot_backend(size)
+    out["bf16_dot_calls"] = _dot_backend(size, "bfloat16")
+    out["bf16_f32_dot_calls"] = _dot_backend(size, "float32")
     fwd, logits = {}, {}
     for dt in ("float32", "bfloat16"):
         t, logits[dt] = _jax_forward(spec["model"], dt, spec["batches"], reps)
@@ -198,16 +204,18 @@ def _print(cases: list[dict], torch_row: dict | None, args) -> None:
     rows = []
     for c in cases:
         if "error" in c:
-            rows.append([c["xla_flags"] or "(defaults)", "error: " + c["error"]] + [""] * 5)
+            rows.append([c["xla_flags"] or "(defaults)", "error: " + c["error"]] + [""] * 7)
             continue
         m, f = c["matmul_gflops"], c["forward_sentences_per_s"]
         rows.append(
             [
                 c["xla_flags"] or "(defaults)",
                 report.fmt(m["jax float32"], ".0f"),
+                report.fmt(m["jax bfloat16 -> bfloat16"], ".0f"),
                 report.fmt(m["jax bfloat16"], ".0f"),
                 report.fmt(m["jax float32 at precision=bfloat16"], ".0f"),
                 c["bf16_dot_calls"],
+                c["bf16_f32_dot_calls"],
                 report.fmt(f["float32"], ".1f"),
                 report.fmt(f["bfloat16"], ".1f"),
             ]
@@ -220,12 +228,15 @@ def _print(cases: list[dict], torch_row: dict | None, args) -> None:
                 report.fmt(m["torch float32"], ".0f"),
                 report.fmt(m["torch bfloat16"], ".0f"),
                 "",
+                "",
                 "onednn",
+                "",
                 report.fmt(f["float32"], ".1f"),
                 report.fmt(f["bfloat16"], ".1f"),
             ]
         )
-    headers = ["XLA_FLAGS", "f32 GFLOP/s", "bf16 GFLOP/s", "f32@bf16 prec.", "bf16 dot"]
+    headers = ["XLA_FLAGS", "f32 GFLOP/s", "bf16 GFLOP/s", "bf16->f32 GFLOP/s"]
+    headers += ["f32@bf16 prec.", "bf16 dot", "bf16->f32 dot"]
     headers += ["fwd f32 sent/s", "fwd bf16 sent/s"]
     print()
     print(report.table(headers, rows))

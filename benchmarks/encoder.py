@@ -18,6 +18,11 @@ from batl_jax into the PyTorch model so both compute the same function):
 * ``torch sorted``: rows sorted by length, then padded to the longest in the batch
   (the PyTorch analogue of buckets: shows how much of the gap is padding).
 
+``--dtypes`` gives batl_jax's ``model.dtype`` values (default ``float32``; a second one
+adds a ``batl_jax <dtype>`` row, timed in the same run); a variant written
+``sorted:bfloat16`` runs PyTorch's model cast to bfloat16 (``model.to(torch.bfloat16)``,
+oneDNN's bfloat16 kernels).
+
 Each side is warmed up (batl_jax: one whole pass, which compiles every shape it will
 see, reported separately; PyTorch: one batch), then timed ``--reps`` times,
 interleaved; medians. Figures:
@@ -53,7 +58,14 @@ def _parse(argv):
     inputs.add_buckets_flag(p)
     p.add_argument("--reps", type=int, default=3, help="timed repetitions per side (>= 3)")
     p.add_argument("--model", default="", help="minilm (default) | bert-base | tiny | DIR")
-    p.add_argument("--variants", default="longest,max_len,sorted", help="torch variants")
+    p.add_argument(
+        "--variants",
+        default="longest,max_len,sorted",
+        help="torch variants (layout[:dtype], e.g. sorted:bfloat16)",
+    )
+    p.add_argument(
+        "--dtypes", default="float32", help="batl_jax model.dtype values (the first: 'batl_jax')"
+    )
     p.add_argument("--quick", action="store_true", help="384 sentences")
     p.add_argument("--smoke", action="store_true", help="tiny model, 48 sentences (CI)")
     p.add_argument("--json", help="write every figure to this JSON file")
@@ -82,13 +94,21 @@ class JaxScorer:
     """batl_jax's pool pass: the jitted forward over length buckets (``data.scoring_batches``,
     one compiled shape per bucket), every output by dataset row (``train.predict``)."""
 
-    def __init__(self, model_path: str, enc, buckets, batch: int, num_labels: int):
+    def __init__(
+        self, model_path: str, enc, buckets, batch: int, num_labels: int, dtype: str = "float32"
+    ):
         from batl_jax import sharding, train
         from batl_jax.model.factory import ModelFactory
 
         self.enc, self.buckets, self.batch = enc, buckets, batch
         self.factory = ModelFactory(
-            model_path, num_labels, pooling="cls", dropout=0.1, embed_dim=0, normalize=False
+            model_path,
+            num_labels,
+            pooling="cls",
+            dropout=0.1,
+            embed_dim=0,
+            normalize=False,
+            dtype=dtype,
         )
         model = self.factory.classifier(0, with_encoder=True)
         self.head = head_weights(model)
@@ -126,8 +146,12 @@ class JaxScorer:
 # ----------------------------------------------------------------------------- torch side
 
 
-def load_torch_classifier(model_path: str, num_labels: int, head: dict | None, device: str):
-    """transformers' BertForSequenceClassification with batl_jax's head copied in."""
+def load_torch_classifier(
+    model_path: str, num_labels: int, head: dict | None, device: str, dtype: str = "float32"
+):
+    """transformers' BertForSequenceClassification with batl_jax's head copied in, cast
+    to ``dtype`` after the copy."""
+    import torch
     import transformers
 
     with report.quiet_logs():
@@ -136,7 +160,7 @@ def load_torch_classifier(model_path: str, num_labels: int, head: dict | None, d
         )
     if head is not None:
         copy_head(model, head)
-    return model.to(device).eval()
+    return model.to(device=device, dtype=getattr(torch, dtype)).eval()
 
 
 def copy_head(model, head: dict) -> None:
@@ -153,7 +177,8 @@ def copy_head(model, head: dict) -> None:
 
 
 def torch_batches(enc, batch: int, variant: str, max_len: int):
-    """``(rows, padded length)`` per batch for a torch variant."""
+    """``(rows, padded length)`` per batch for a torch variant (its layout part)."""
+    variant = variant.split(":")[0]
     n = len(enc)
     order = np.argsort(enc.lengths, kind="stable") if variant == "sorted" else np.arange(n)
     out = []
@@ -211,17 +236,23 @@ class TorchScorer:
 
 def _sides(args, model_path: str, enc, buckets, notes: list[str]) -> tuple[dict, dict]:
     """The scorers to time, by name, and the ``(rows, padded length)`` of their batches."""
-    jax_side = JaxScorer(model_path, enc, buckets, args.batch, num_labels=4)
-    fns = {"batl_jax": jax_side}
-    shapes = {"batl_jax": jax_side.shapes()}
+    dtypes = [d for d in args.dtypes.split(",") if d] or ["float32"]
+    fns, shapes = {}, {}
+    for i, dt in enumerate(dtypes):
+        name = "batl_jax" if i == 0 else f"batl_jax {dt}"
+        fns[name] = JaxScorer(model_path, enc, buckets, args.batch, num_labels=4, dtype=dt)
+        shapes[name] = fns[name].shapes()
     torch = machine.peer("torch")
     variants = [v for v in args.variants.split(",") if v]
     device = machine.torch_device(torch, notes, "PyTorch rows") if torch is not None else None
     if device is None or not variants:
         return fns, shapes
-    tmodel = load_torch_classifier(model_path, 4, jax_side.head, device)
+    models: dict[str, object] = {}
     for v in variants:
-        scorer = TorchScorer(tmodel, enc, args.batch, v, args.max_len, device)
+        dt = v.split(":")[1] if ":" in v else "float32"
+        if dt not in models:
+            models[dt] = load_torch_classifier(model_path, 4, fns["batl_jax"].head, device, dt)
+        scorer = TorchScorer(models[dt], enc, args.batch, v, args.max_len, device)
         fns[f"torch {v}"] = scorer
         shapes[f"torch {v}"] = [(len(rows), length) for rows, length in scorer.plan]
     return fns, shapes
@@ -277,8 +308,29 @@ def _print_table(results: list[dict], buckets, notes: list[str]) -> None:
         "batl_jax speedup = torch median s / batl_jax median s; time/token = (s per padded "
         "token) / (batl_jax's s per padded token): > 1 means slower per unit of work"
     )
+    for label, rat in dtype_speedups(results):
+        print(f"{label}: {rat:.2f}x")
     for note in notes:
         print("NOTE:", note)
+
+
+def dtype_speedups(results: list[dict]) -> list[tuple[str, float]]:
+    """Each extra ``batl_jax <dtype>`` row's speedup over the reference ``batl_jax`` row
+    and over every torch row (their median seconds over its median seconds)."""
+    out = []
+    for r in results:
+        if not r["impl"].startswith("batl_jax "):
+            continue
+        for other in results:
+            if other is r or other["impl"].startswith("batl_jax "):
+                continue
+            out.append(
+                (
+                    f"encoder: {r['impl']} speedup vs {other['impl']}",
+                    report.ratio(other["seconds"], r["seconds"]),
+                )
+            )
+    return out
 
 
 def run(args) -> dict:
@@ -306,7 +358,7 @@ def run(args) -> dict:
     times, warm, last = measure.interleaved(
         fns,
         args.reps,
-        warmup={name: fn.warmup for name, fn in fns.items() if name != "batl_jax"},
+        warmup={name: fn.warmup for name, fn in fns.items() if not name.startswith("batl_jax")},
         on_rep=lambda name, r, t: print(f"  rep {r + 1} {name}: {t:.2f} s", flush=True),
     )
     real_tokens = int(enc.lengths.sum())
@@ -324,6 +376,7 @@ def run(args) -> dict:
         "smoke": args.smoke,
         "mean_length": float(enc.lengths.mean()),
         "real_tokens": real_tokens,
+        "dtypes": args.dtypes,
     }
     return {
         "suite": "encoder",
@@ -356,7 +409,7 @@ def _utilisation(args, config, enc, shapes: dict, results: list[dict]) -> dict[s
 
 def ratios(result: dict) -> list[tuple[str, float]]:
     """The headline ratios of a result, for ``all``'s summary."""
-    out = []
+    out = dtype_speedups(result["rows"])
     for r in result["rows"]:
         if r["impl"] != "batl_jax":
             out.append((f"encoder: batl_jax speedup vs {r['impl']}", r["speedup_of_batl_jax"]))

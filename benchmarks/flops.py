@@ -61,14 +61,20 @@ class EncoderShape:
 TRAIN_FACTOR = 3.0  # forward + backward ~ 3x the forward's matmuls
 
 
-def _jax_rate(size: int, dtype: str, reps: int) -> float:
+def _jax_rate(size: int, dtype: str, reps: int, out: str = "float32") -> float:
+    """A ``size``² matmul's GFLOP/s with ``dtype`` operands and an ``out`` result.
+
+    bfloat16 operands with a float32 result is the form batl_jax's encoder uses
+    (``preferred_element_type``): XLA:CPU runs it on the CPU's bfloat16 units, where a
+    bfloat16 result makes it convert both operands to float32 first.
+    """
     import jax
     import jax.numpy as jnp
 
-    dt = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[dtype]
-    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32).astype(dt)
-    b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32).astype(dt)
-    f = jax.jit(jnp.dot)
+    dt = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32).astype(dt[dtype])
+    b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32).astype(dt[dtype])
+    f = jax.jit(lambda x, y: jnp.matmul(x, y, preferred_element_type=dt[out]))
     f(a, b).block_until_ready()
     times = []
     for _ in range(reps):
@@ -95,7 +101,8 @@ def _torch_rate(torch, size: int, dtype: str, reps: int) -> float:
 
 def matmul_rates(size: int = MATMUL_SIZE, reps: int = 5, torch=None) -> dict[str, float]:
     """GFLOP/s (median of ``reps``) of a ``size``² matmul: JAX's default precision on
-    this backend, and PyTorch's when ``torch`` (the module) is given; float32 and bfloat16."""
+    this backend, and PyTorch's when ``torch`` (the module) is given; float32 and bfloat16
+    (JAX's bfloat16: float32 result, the form batl_jax's encoder uses)."""
     rates = {f"jax {dt}": _jax_rate(size, dt, reps) for dt in ("float32", "bfloat16")}
     if torch is not None:
         for dt in ("float32", "bfloat16"):

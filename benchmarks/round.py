@@ -42,7 +42,10 @@ of training (forward + backward, 3x the forward, over the padded batches each si
 trains on and over the real lengths) and of batl_jax's pool pass, as a share of a
 2048² dense matmul's rate measured in this process (float32 and bfloat16, JAX and
 PyTorch). ``--sampler random`` times batl_jax's training with the old random batches
-(``train.sampler``), for the bucketed sampler's gain.
+(``train.sampler``), for the bucketed sampler's gain. ``--dtypes float32,bfloat16`` adds
+a ``batl_jax bfloat16`` side (``model.dtype``), timed in the same run, with its test
+accuracy and how many of its picks the first side's round also made (same rows, seeds
+and batches: only the arithmetic differs).
 """
 
 from __future__ import annotations
@@ -83,6 +86,9 @@ def _parse(argv):
     p.add_argument("--model", default="", help="minilm (default) | bert-base | tiny | DIR")
     p.add_argument("--no-small-text", action="store_true", help="batl_jax only")
     p.add_argument(
+        "--dtypes", default="float32", help="batl_jax model.dtype values (the first: 'batl_jax')"
+    )
+    p.add_argument(
         "--quick",
         action="store_true",
         help="128 labeled, 1 epoch, 512-row pool, k = 50, 128 test rows",
@@ -122,6 +128,7 @@ def _settings(args, jr, model_label: str) -> dict:
         "smoke": args.smoke,
         "mean_length": float(jr.parts.encoded["train"].lengths.mean()),
         "sampler": args.sampler,
+        "dtypes": args.dtypes,
     }
 
 
@@ -140,11 +147,20 @@ def _describe(args, s: dict) -> None:
         )
 
 
+def _dtypes(args) -> list[str]:
+    return [d for d in args.dtypes.split(",") if d] or ["float32"]
+
+
 def _sides(args, model_path: str, jr, notes: list[str]) -> dict:
-    """batl_jax, and small-text when it and torch are installed (and like for like)."""
+    """batl_jax (one side per ``--dtypes`` value), and small-text when it and torch are
+    installed (and like for like)."""
+    from benchmarks.round_jax import JaxRound, make_config
     from benchmarks.round_small_text import SmallTextRound
 
     sides = {"batl_jax": jr}
+    for dt in _dtypes(args)[1:]:
+        with report.quiet_logs():
+            sides[f"batl_jax {dt}"] = JaxRound(make_config(args, model_path, jr.cfg.data.dir, dt))
     if args.no_small_text or machine.peer("small_text") is None:
         return sides
     torch = machine.peer("torch")
@@ -158,7 +174,7 @@ def _sides(args, model_path: str, jr, notes: list[str]) -> dict:
 def _rep(name: str, side, phases: dict) -> tuple[object, dict]:
     """One timed round of one side; appends each phase's seconds to ``phases``."""
     t0 = time.perf_counter()
-    if name == "batl_jax":
+    if name.startswith("batl_jax"):
         fit = side.train()
         t1 = time.perf_counter()
         feats = side.pool_pass(fit)
@@ -244,30 +260,52 @@ def _labels(s: dict) -> dict[str, str]:
 
 
 def _phase_rows(med: dict, s: dict) -> tuple[list[list[str]], list[tuple[str, float]]]:
-    """The printed rows of the phases and the named speedups (like-for-like rows only:
-    small-text's select rows include its own pool pass)."""
+    """The printed rows of the phases (a column per side, then small-text's time over each
+    batl_jax side's) and the named speedups (like-for-like rows only: small-text's select
+    rows include its own pool pass); an extra dtype's side also gets its speedup over
+    the first side."""
     rows, ratio_rows = [], []
+    jax_sides = [n for n in med if n.startswith("batl_jax")]
     for key, label in _labels(s).items():
-        a = med["batl_jax"].get(key)
-        b = med.get("small-text", {}).get(key)
-        rat = report.ratio(b, a) if key.startswith(("train", "round")) else None
-        rows.append([label, report.fmt(a), report.fmt(b), report.fmt(rat) + ("x" if rat else "")])
-        if rat is not None:
-            ratio_rows.append((f"round: batl_jax speedup, {label}", rat))
+        times = [med[n].get(key) for n in jax_sides] + [med.get("small-text", {}).get(key)]
+        cells = [label] + [report.fmt(t) for t in times]
+        like = key.startswith(("train", "round", "pool"))
+        for n in jax_sides:
+            rat = report.ratio(times[-1], med[n].get(key)) if like else None
+            cells.append(report.fmt(rat) + ("x" if rat else ""))
+            if rat is not None:
+                ratio_rows.append((f"round: {n} speedup, {label}", rat))
+            if n != "batl_jax" and like and med[n].get(key):
+                ratio_rows.append(
+                    (
+                        f"round: {n} speedup over batl_jax, {label}",
+                        report.ratio(med["batl_jax"].get(key), med[n].get(key)),
+                    )
+                )
+        rows.append(cells)
     return rows, ratio_rows
 
 
 def _print_results(rows, warm, acc, eval_s, picks, s: dict, notes: list[str]) -> None:
+    jax_sides = [n for n in picks if n.startswith("batl_jax")]
+    names = jax_sides + ["small-text"]
     rows = rows + [
-        ["test accuracy"]
-        + [report.fmt(acc.get(n), ".4f") for n in ("batl_jax", "small-text")]
-        + [""],
+        ["test accuracy"] + [report.fmt(acc.get(n), ".4f") for n in names] + [""] * len(jax_sides),
         [f"  (evaluate {s['test_rows']} test rows, s, once)"]
-        + [report.fmt(eval_s.get(n)) for n in ("batl_jax", "small-text")]
-        + [""],
+        + [report.fmt(eval_s.get(n)) for n in names]
+        + [""] * len(jax_sides),
     ]
+    headers = ["phase (median s)"] + names + [f"speedup of {n}" for n in jax_sides]
     print()
-    print(report.table(["phase (median s)", "batl_jax", "small-text", "batl_jax speedup"], rows))
+    print(report.table(headers, rows))
+    for n in jax_sides[1:]:
+        print(
+            f"{n}: picks in common with batl_jax's round (same rows, seeds and batches): "
+            + ", ".join(
+                f"{k.upper()} {len(set(picks[n][k]) & set(picks['batl_jax'][k]))}/{s['k']}"
+                for k in ("entropy", "badge")
+            )
+        )
     print(
         "warm-up (s): "
         + ", ".join(f"{k} {v:.1f}" for k, v in warm.items())
@@ -296,21 +334,22 @@ def _utilisation(args, jr, med: dict) -> tuple[dict, dict]:
     lengths = jr.parts.encoded["train"].lengths
     real_train = flops.TRAIN_FACTOR * args.epochs * shape.forward_flops_real(lengths[jr.labeled])
     padded = {
-        "batl_jax": flops.TRAIN_FACTOR * shape.forward_flops_batches(jr.train_shapes()),
         # small-text pads every row to max_len (TransformersDataset.from_arrays)
         "small-text": flops.TRAIN_FACTOR
         * args.epochs
         * shape.forward_flops(len(jr.labeled), args.max_len),
     }
+    for name in med:  # every batl_jax side trains on the same batches
+        padded.setdefault(name, flops.TRAIN_FACTOR * shape.forward_flops_batches(jr.train_shapes()))
     util: dict[str, dict] = {}
     for name, m in med.items():
         util[f"train {name}"] = {
             "padded": flops.utilisation(padded[name], m["train"], rates),
             "real": flops.utilisation(real_train, m["train"], rates),
         }
-    if "pool pass" in med["batl_jax"]:
-        t = med["batl_jax"]["pool pass"]
-        util["pool pass batl_jax"] = {
+    for name in (n for n in med if "pool pass" in med[n]):
+        t = med[name]["pool pass"]
+        util[f"pool pass {name}"] = {
             "padded": flops.utilisation(shape.forward_flops_batches(jr.pool_shapes()), t, rates),
             "real": flops.utilisation(shape.forward_flops_real(lengths), t, rates),
         }
@@ -335,7 +374,7 @@ def run(args) -> dict:
         return {"suite": "round", "env": info, "skipped": "no data dir", "rows": []}
     model_path, model_label = inputs.resolve_model(args.model, args.smoke)
     with report.quiet_logs():
-        jr = JaxRound(make_config(args, model_path, root))
+        jr = JaxRound(make_config(args, model_path, root, _dtypes(args)[0]))
     settings = _settings(args, jr, model_label)
     _describe(args, settings)
     notes: list[str] = []

@@ -27,14 +27,16 @@ NUM_LABELS = 4  # AG News
 STRATEGIES = ("badge", "entropy")
 
 
-def make_config(args, model_path: str, data_dir: Path):
-    """The run's config: the package defaults with the suite's sizes and recipe."""
+def make_config(args, model_path: str, data_dir: Path, dtype: str = "float32"):
+    """The run's config: the package defaults with the suite's sizes and recipe, and
+    ``dtype`` as ``model.dtype``."""
     c = get_base_config()
     c.name = "bench_round"
     c.seed = args.seed
     c.model.name = model_path
     c.model.pooling = "cls"  # = BertForSequenceClassification's pooler input
     c.model.max_len = args.max_len
+    c.model.dtype = dtype
     c.data.name = "ag_news"
     c.data.dir = str(data_dir)
     c.data.pool_limit = args.pool

@@ -23,10 +23,16 @@ HAS_SKACTIVEML = importlib.util.find_spec("skactiveml") is not None
 
 def test_encoder_smoke(tmp_path, capsys):
     out = tmp_path / "encoder.json"
-    assert bench_main.main(["encoder", "--smoke", "--json", str(out)]) == 0
+    variants = "longest,max_len,sorted,sorted:bfloat16"
+    argv = ["encoder", "--smoke", "--dtypes", "float32,bfloat16", "--variants", variants]
+    assert bench_main.main(argv + ["--json", str(out)]) == 0
     res = json.loads(out.read_text())
     rows = {r["impl"]: r for r in res["rows"]}
     assert rows["batl_jax"]["seconds"] > 0 and len(rows["batl_jax"]["times"]) >= 3
+    # model.dtype=bfloat16: the same batches, a bfloat16 rounding away from float32.
+    bf = rows["batl_jax bfloat16"]
+    assert bf["padded_tokens"] == rows["batl_jax"]["padded_tokens"]
+    assert 0 < bf["max_abs_diff_sentence"] < 0.25
     assert res["env"]["cores"]["cpu_count"] >= 1 and res["env"]["versions"]["jax"]
     assert res["env"]["cpu"]["model"] and res["env"]["cpu"]["matrix_features"]
     if HAS_TORCH:
@@ -34,6 +40,7 @@ def test_encoder_smoke(tmp_path, capsys):
         for name in ("torch longest", "torch max_len", "torch sorted"):
             assert rows[name]["max_abs_diff_sentence"] < 1e-4, name  # same weights, same s(x)
             assert rows[name]["speedup_of_batl_jax"] > 0
+        assert 0 < rows["torch sorted:bfloat16"]["max_abs_diff_sentence"] < 0.25
     # How close to the limit: every side's forward FLOP rate against the matmul rates.
     assert {"jax float32", "jax bfloat16"} <= set(res["matmul_gflops"])
     for r in rows.values():
@@ -43,16 +50,23 @@ def test_encoder_smoke(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "batl_jax speedup" in text and "padded tokens" in text and "matrix units:" in text
     assert "forward batl_jax (padded tokens)" in text and "% of jax float32" in text
+    assert "encoder: batl_jax bfloat16 speedup vs batl_jax:" in text
 
 
 @pytest.mark.skipif(inputs.data_dir() is None, reason="needs the AG News data dir")
 def test_round_smoke(tmp_path, capsys):
     out = tmp_path / "round.json"
-    assert bench_main.main(["round", "--smoke", "--json", str(out)]) == 0
+    argv = ["round", "--smoke", "--dtypes", "float32,bfloat16", "--json", str(out)]
+    assert bench_main.main(argv) == 0
     res = json.loads(out.read_text())
     med = res["median_s"]["batl_jax"]
     assert med["train"] > 0 and med["round (both)"] >= med["train"]
     assert 0.0 <= res["test_accuracy"]["batl_jax"] <= 1.0
+    assert res["median_s"]["batl_jax bfloat16"]["train"] > 0
+    assert (
+        "round: batl_jax bfloat16 speedup over batl_jax, round with both strategies"
+        in (res["ratios"])
+    )
     assert len(res["picks"]["batl_jax"]["badge"]) == res["settings"]["k"]
     if HAS_SMALL_TEXT and HAS_TORCH:
         assert "small-text" in res["median_s"] and "small-text" in res["test_accuracy"]
@@ -65,6 +79,7 @@ def test_round_smoke(tmp_path, capsys):
     assert res["settings"]["sampler"] == "bucketed"
     text = capsys.readouterr().out
     assert "round with both strategies" in text and "train batl_jax (padded tokens)" in text
+    assert "batl_jax bfloat16: picks in common with batl_jax's round" in text
 
 
 def test_peers_smoke(tmp_path, capsys):
@@ -140,3 +155,16 @@ def test_cpu_facts_name_the_matrix_units():
     assert plain == {"model": "AMD EPYC 7B13", "matrix_features": "none"}
     # No flag list at all (not Linux): unknown, not "none".
     assert machine.cpu_facts("")["matrix_features"] == "unknown"
+
+
+def test_dtype_smoke_finds_the_bfloat16_dot(tmp_path, capsys):
+    out = tmp_path / "dtype.json"
+    assert bench_main.main(["dtype", "--smoke", "--json", str(out)]) == 0
+    (case,) = json.loads(out.read_text())["cases"]
+    # A bfloat16 dot with a float32 result (the encoder's form) multiplies in bfloat16;
+    # asked for a bfloat16 result, XLA:CPU widens the operands to float32 first.
+    assert case["bf16_f32_dot_calls"].endswith(" bf16")
+    assert case["bf16_dot_calls"].endswith(" f32")
+    assert case["forward_sentences_per_s"]["bfloat16"] > 0
+    assert 0 < case["bf16_max_abs_diff_logits"] < 0.1
+    assert "bf16->f32 dot" in capsys.readouterr().out
