@@ -91,6 +91,29 @@ def test_default_token_types_and_dropout(tiny):
     assert _max_diff(a, ref.numpy(), mask) > 1e-2
 
 
+def test_first_token_only_is_the_cls_state(tiny):
+    """[CLS] pooling's shortcut: the last layer computes position 0 alone, and that row
+    equals torch's and the full pass's (with dropout live, the same draws too)."""
+    path, model = tiny
+    enc = hf_params.load_pretrained(path, with_pooler=False).encoder
+    ids, mask, tt = _batch(TINY_CONFIG["vocab_size"])
+    args = (jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(tt))
+    first = enc(*args, first_token_only=True)
+    assert first.shape == (3, 1, TINY_CONFIG["hidden_size"])
+    ref = model.bert(
+        torch.tensor(ids), attention_mask=torch.tensor(mask), token_type_ids=torch.tensor(tt)
+    ).last_hidden_state
+    assert _max_diff(first[:, 0], ref[:, 0].numpy()) < TOL
+    assert _max_diff(first[:, 0], enc(*args)[:, 0]) < 1e-6
+    # With dropout live the shortcut is a valid pass too: reseeding replays it.
+    nnx.reseed(enc, dropout=5)
+    a = enc(*args, deterministic=False, first_token_only=True)
+    nnx.reseed(enc, dropout=5)
+    b = enc(*args, deterministic=False, first_token_only=True)
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert _max_diff(a[:, 0], first[:, 0]) > 1e-3  # dropout was live
+
+
 def test_bfloat16_compute_keeps_float32_params(tiny):
     path, model = tiny
     enc = hf_params.load_pretrained(path, with_pooler=False, dtype=jnp.bfloat16).encoder

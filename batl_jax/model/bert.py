@@ -201,13 +201,18 @@ class BertAttention(nnx.Module):
         self.attn_dropout = nnx.Dropout(config.attention_probs_dropout_prob, rngs=rngs)
         self.dropout = nnx.Dropout(config.hidden_dropout_prob, rngs=rngs)
 
-    def __call__(self, x: jax.Array, bias: jax.Array, *, deterministic: bool) -> jax.Array:
-        b, seq, _ = x.shape
+    def __call__(
+        self, x: jax.Array, bias: jax.Array, *, deterministic: bool, first_only: bool = False
+    ) -> jax.Array:
+        """``(B, L, H)`` states; with ``first_only`` only position 0 attends (over every
+        key) and the result is ``(B, 1, H)``."""
+        b = x.shape[0]
 
         def heads(t):  # (B, L, H) -> (B, L, N, D), in the compute dtype
-            return t.reshape(b, seq, self.num_heads, self.head_dim).astype(self.dtype)
+            return t.reshape(b, t.shape[1], self.num_heads, self.head_dim).astype(self.dtype)
 
-        q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
+        queries = x[:, :1] if first_only else x
+        q, k, v = heads(self.query(queries)), heads(self.key(x)), heads(self.value(x))
         # The softmax runs in float32 whatever the compute dtype: bfloat16 logits plus a
         # -3e38 mask lose the small differences the softmax depends on.
         f32 = jnp.float32
@@ -216,9 +221,9 @@ class BertAttention(nnx.Module):
         probs = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
         probs = self.attn_dropout(probs, deterministic=deterministic)
         ctx = jnp.einsum("bnqk,bknd->bqnd", probs, v, preferred_element_type=f32)
-        ctx = ctx.reshape(b, seq, -1)
+        ctx = ctx.reshape(b, queries.shape[1], -1)
         out = self.dropout(self.output(ctx), deterministic=deterministic)
-        return self.layer_norm(out + x)
+        return self.layer_norm(out + queries)
 
 
 class BertLayer(nnx.Module):
@@ -234,8 +239,10 @@ class BertLayer(nnx.Module):
         self.layer_norm = _layer_norm(config, dtype, param_dtype, rngs)
         self.dropout = nnx.Dropout(config.hidden_dropout_prob, rngs=rngs)
 
-    def __call__(self, x: jax.Array, bias: jax.Array, *, deterministic: bool) -> jax.Array:
-        x = self.attention(x, bias, deterministic=deterministic)
+    def __call__(
+        self, x: jax.Array, bias: jax.Array, *, deterministic: bool, first_only: bool = False
+    ) -> jax.Array:
+        x = self.attention(x, bias, deterministic=deterministic, first_only=first_only)
         h = _ACTIVATIONS[self.hidden_act](self.intermediate(x))
         h = self.dropout(self.output(h), deterministic=deterministic)
         return self.layer_norm(h + x)
@@ -279,15 +286,23 @@ class BertEncoder(nnx.Module):
         token_type_ids: jax.Array | None = None,
         *,
         deterministic: bool = True,
+        first_token_only: bool = False,
     ) -> jax.Array:
+        """The last hidden state ``(B, L, H)``; ``(B, 1, H)``, position 0's, with
+        ``first_token_only``: the last layer then computes that position alone (its keys
+        and values still cover every token), a sixth of the work of a 6-layer encoder
+        that [CLS] pooling does not read."""
         if token_type_ids is None:
             token_type_ids = jnp.zeros_like(input_ids)
         # Additive mask as HF builds it: 0 on real keys, the float32 minimum on padding.
         keep = attention_mask[:, None, None, :].astype(jnp.float32)
         bias = (1.0 - keep) * jnp.finfo(jnp.float32).min
         x = self.embeddings(input_ids, token_type_ids, deterministic=deterministic)
-        for layer in self.layers:
-            x = layer(x, bias, deterministic=deterministic)
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            x = layer(
+                x, bias, deterministic=deterministic, first_only=first_token_only and i == last
+            )
         return x
 
 

@@ -68,7 +68,13 @@ class SequenceClassifier(nnx.Module):
     def sentence(self, input_ids, attention_mask, *, deterministic: bool = True) -> jax.Array:
         if self.encoder is None:
             raise ValueError("this classifier has no encoder: it takes sentence features")
-        hidden = self.encoder(input_ids, attention_mask, deterministic=deterministic)
+        # [CLS] pooling reads position 0 only: the last layer computes nothing else.
+        hidden = self.encoder(
+            input_ids,
+            attention_mask,
+            deterministic=deterministic,
+            first_token_only=self.pooling == "cls",
+        )
         return pool_sentence(hidden, attention_mask, self.pooling)
 
     def head(self, s: jax.Array, *, deterministic: bool = True) -> dict[str, jax.Array]:
