@@ -393,11 +393,12 @@ def _utilisation(args, config, enc, shapes: dict, results: list[dict]) -> dict[s
     matmul rates measured now, in this process; adds ``utilisation`` to each row."""
     size = flops.SMOKE_MATMUL_SIZE if args.smoke else flops.MATMUL_SIZE
     rates = flops.matmul_rates(size, torch=machine.peer("torch"))
-    shape = flops.EncoderShape.of(config)
-    real = shape.forward_flops_real(enc.lengths)
     print()
     flops.print_rates(rates, size)
     for r in results:
+        # batl_jax's [CLS] pooling computes the last layer for position 0 alone
+        shape = flops.EncoderShape.of(config, r["impl"].startswith("batl_jax"))
+        real = shape.forward_flops_real(enc.lengths)
         padded = shape.forward_flops_batches(shapes[r["impl"]])
         r["utilisation"] = {
             "padded": flops.utilisation(padded, r["seconds"], rates),

@@ -6,7 +6,10 @@ padded length ``L``: ``8·L·h² + 4·L·h·i`` for the projections and the feed
 block, ``4·L²·h`` for the attention scores and their weighted sum, all as 2 FLOPs per
 multiply-add; embeddings, LayerNorm, softmax and the classifier head are not counted),
 once over the padded batches (what the hardware computed) and once over the real,
-unpadded lengths (what the task needed). Training counts 3× the forward (the backward
+unpadded lengths (what the task needed). Each side is counted for what it computes:
+batl_jax's [CLS]-pooled encoder computes its last layer for position 0 alone
+(``EncoderShape.first_only_last``: keys and values over every token, the rest for one),
+the PyTorch models every position. Training counts 3× the forward (the backward
 pass is about twice the forward's matmuls). Both are divided by the time and compared
 with the rate of a square dense matmul measured in the same process, in float32 and
 bfloat16, with JAX and with PyTorch: the share of the machine's best matmul rate the
@@ -32,19 +35,31 @@ class EncoderShape:
     layers: int
     hidden: int
     intermediate: int
+    first_only_last: bool = False  # the last layer computes position 0 only
 
     @classmethod
-    def of(cls, config) -> EncoderShape:
+    def of(cls, config, first_only_last: bool = False) -> EncoderShape:
         """From a transformers ``BertConfig`` or batl_jax's encoder config."""
         return cls(
-            int(config.num_hidden_layers), int(config.hidden_size), int(config.intermediate_size)
+            int(config.num_hidden_layers),
+            int(config.hidden_size),
+            int(config.intermediate_size),
+            first_only_last,
         )
+
+    def _per_row(self, n):
+        """Forward FLOPs of one sequence of ``n`` tokens (``n`` may be an array)."""
+        h, i = self.hidden, self.intermediate
+        full = 8.0 * n * h * h + 4.0 * n * h * i + 4.0 * n * n * h
+        if not self.first_only_last:
+            return self.layers * full
+        # keys and values of n tokens; query, output and feed-forward of one; 1 x n scores
+        last = 4.0 * n * h * h + 4.0 * h * h + 4.0 * h * i + 4.0 * n * h
+        return (self.layers - 1) * full + last
 
     def forward_flops(self, rows: int, length: int) -> float:
         """Forward FLOPs of ``rows`` sequences of ``length`` tokens each."""
-        h, i, n = self.hidden, self.intermediate, length
-        per_row = 8.0 * n * h * h + 4.0 * n * h * i + 4.0 * n * n * h
-        return float(rows) * self.layers * per_row
+        return float(rows) * float(self._per_row(float(length)))
 
     def forward_flops_batches(self, shapes) -> float:
         """Forward FLOPs of padded batches, ``shapes`` = ``(rows, length)`` pairs."""
@@ -52,10 +67,7 @@ class EncoderShape:
 
     def forward_flops_real(self, lengths) -> float:
         """Forward FLOPs of every sequence at its own (unpadded) length."""
-        lengths = np.asarray(lengths, np.float64)
-        h, i = self.hidden, self.intermediate
-        per = 8.0 * lengths * h * h + 4.0 * lengths * h * i + 4.0 * lengths**2 * h
-        return float(per.sum()) * self.layers
+        return float(self._per_row(np.asarray(lengths, np.float64)).sum())
 
 
 TRAIN_FACTOR = 3.0  # forward + backward ~ 3x the forward's matmuls

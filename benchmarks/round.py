@@ -330,22 +330,27 @@ def _utilisation(args, jr, med: dict) -> tuple[dict, dict]:
     shares of the dense matmul rates measured now, in this process."""
     size = flops.SMOKE_MATMUL_SIZE if args.smoke else flops.MATMUL_SIZE
     rates = flops.matmul_rates(size, torch=machine.peer("torch"))
-    shape = flops.EncoderShape.of(jr.parts.factory.config)
+    full = flops.EncoderShape.of(jr.parts.factory.config)
+    # batl_jax's [CLS] pooling computes the last layer for position 0 alone
+    shape = flops.EncoderShape.of(jr.parts.factory.config, jr.cfg.model.pooling == "cls")
     lengths = jr.parts.encoded["train"].lengths
-    real_train = flops.TRAIN_FACTOR * args.epochs * shape.forward_flops_real(lengths[jr.labeled])
+    real = {"small-text": full.forward_flops_real(lengths[jr.labeled])}
     padded = {
         # small-text pads every row to max_len (TransformersDataset.from_arrays)
         "small-text": flops.TRAIN_FACTOR
         * args.epochs
-        * shape.forward_flops(len(jr.labeled), args.max_len),
+        * full.forward_flops(len(jr.labeled), args.max_len),
     }
     for name in med:  # every batl_jax side trains on the same batches
         padded.setdefault(name, flops.TRAIN_FACTOR * shape.forward_flops_batches(jr.train_shapes()))
+        real.setdefault(name, shape.forward_flops_real(lengths[jr.labeled]))
     util: dict[str, dict] = {}
     for name, m in med.items():
         util[f"train {name}"] = {
             "padded": flops.utilisation(padded[name], m["train"], rates),
-            "real": flops.utilisation(real_train, m["train"], rates),
+            "real": flops.utilisation(
+                flops.TRAIN_FACTOR * args.epochs * real[name], m["train"], rates
+            ),
         }
     for name in (n for n in med if "pool pass" in med[n]):
         t = med[name]["pool pass"]

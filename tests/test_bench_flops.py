@@ -27,6 +27,31 @@ def test_forward_flops_match_a_direct_count():
     assert shape.forward_flops_batches([(3, 64)]) > real
 
 
+def _reference_first_only_layer_flops(length: int, h: int, i: int) -> float:
+    """The last layer for position 0 alone: keys and values of every token, the rest
+    for one query row, multiply-adds counted one by one, x2."""
+    kv = 2 * length * h * h
+    q_out = 2 * h * h
+    scores_mix = 2 * length * h
+    ffn = 2 * h * i
+    return 2.0 * (kv + q_out + scores_mix + ffn)
+
+
+def test_first_only_last_layer_counts_one_query_row():
+    full = flops.EncoderShape(layers=6, hidden=384, intermediate=1536)
+    cls = flops.EncoderShape(layers=6, hidden=384, intermediate=1536, first_only_last=True)
+    want = 5 * _reference_layer_flops(48, 384, 1536) + _reference_first_only_layer_flops(
+        48, 384, 1536
+    )
+    assert cls.forward_flops(1, 48) == pytest.approx(want)
+    lengths = np.array([5, 17, 64])
+    assert cls.forward_flops_real(lengths) == pytest.approx(
+        sum(cls.forward_flops(1, int(n)) for n in lengths)
+    )
+    # MiniLM at 48 tokens: the shortcut skips about a seventh of the work.
+    assert 0.12 < 1 - cls.forward_flops(1, 48) / full.forward_flops(1, 48) < 0.16
+
+
 def test_shares_and_utilisation():
     u = flops.utilisation(2e9, 0.5, {"jax float32": 8.0, "torch bfloat16": 0.0})
     assert u["gflops"] == pytest.approx(4.0)
