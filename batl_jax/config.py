@@ -48,7 +48,10 @@ def _model() -> ml_collections.ConfigDict:
     s.revision = ""  # Hub revision ("" = default branch).
     s.pooling = "cls"  # Sentence representation s(x): "cls" or "mean" (non-pad tokens).
     s.max_len = 128  # Tokens per input, special tokens included.
-    s.dtype = "float32"  # Compute dtype: "float32" or "bfloat16" (params stay float32).
+    # Compute dtype: "float32" or "bfloat16" (params stay float32; matmuls accumulate in
+    # float32). bfloat16 is the faster setting on GPU/TPU and on a CPU with bfloat16 units
+    # (AVX512-BF16, AMX): README, "Benchmarks". It changes the arithmetic, so selections.
+    s.dtype = "float32"
     return s
 
 
