@@ -1,6 +1,8 @@
 """Test-wide set-up: 8 fake CPU devices, set before jax is first imported."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ["JAX_PLATFORMS"] = "cpu"
@@ -9,8 +11,10 @@ if _flag not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# Feature caches of test runs stay out of the user's ~/.cache.
-os.environ.setdefault("BATL_CACHE_DIR", tempfile.mkdtemp(prefix="batl_cache_"))
+# Feature caches of test runs stay out of the user's ~/.cache, and go when the tests do.
+if "BATL_CACHE_DIR" not in os.environ:
+    os.environ["BATL_CACHE_DIR"] = tempfile.mkdtemp(prefix="batl_cache_")
+    atexit.register(shutil.rmtree, os.environ["BATL_CACHE_DIR"], ignore_errors=True)
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
