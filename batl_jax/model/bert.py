@@ -290,8 +290,8 @@ class BertEncoder(nnx.Module):
     ) -> jax.Array:
         """The last hidden state ``(B, L, H)``; ``(B, 1, H)``, position 0's, with
         ``first_token_only``: the last layer then computes that position alone (its keys
-        and values still cover every token), a sixth of the work of a 6-layer encoder
-        that [CLS] pooling does not read."""
+        and values still cover every token): about a seventh of a 6-layer encoder's work,
+        which [CLS] pooling does not read."""
         if token_type_ids is None:
             token_type_ids = jnp.zeros_like(input_ids)
         # Additive mask as HF builds it: 0 on real keys, the float32 minimum on padding.
