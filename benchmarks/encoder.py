@@ -63,9 +63,7 @@ def _parse(argv):
         default="longest,max_len,sorted",
         help="torch variants (layout[:dtype], e.g. sorted:bfloat16)",
     )
-    p.add_argument(
-        "--dtypes", default="float32", help="batl_jax model.dtype values (the first: 'batl_jax')"
-    )
+    inputs.add_dtypes_flag(p)
     p.add_argument("--quick", action="store_true", help="384 sentences")
     p.add_argument("--smoke", action="store_true", help="tiny model, 48 sentences (CI)")
     p.add_argument("--json", help="write every figure to this JSON file")
@@ -176,9 +174,15 @@ def copy_head(model, head: dict) -> None:
             mod.bias.copy_(torch.from_numpy(np.array(b, np.float32)))
 
 
+def variant_parts(variant: str) -> tuple[str, str]:
+    """``(layout, dtype)`` of a torch variant written ``layout[:dtype]``."""
+    layout, _, dtype = variant.partition(":")
+    return layout, dtype or "float32"
+
+
 def torch_batches(enc, batch: int, variant: str, max_len: int):
     """``(rows, padded length)`` per batch for a torch variant (its layout part)."""
-    variant = variant.split(":")[0]
+    variant = variant_parts(variant)[0]
     n = len(enc)
     order = np.argsort(enc.lengths, kind="stable") if variant == "sorted" else np.arange(n)
     out = []
@@ -236,9 +240,8 @@ class TorchScorer:
 
 def _sides(args, model_path: str, enc, buckets, notes: list[str]) -> tuple[dict, dict]:
     """The scorers to time, by name, and the ``(rows, padded length)`` of their batches."""
-    dtypes = [d for d in args.dtypes.split(",") if d] or ["float32"]
     fns, shapes = {}, {}
-    for i, dt in enumerate(dtypes):
+    for i, dt in enumerate(inputs.parse_dtypes(args.dtypes)):
         name = "batl_jax" if i == 0 else f"batl_jax {dt}"
         fns[name] = JaxScorer(model_path, enc, buckets, args.batch, num_labels=4, dtype=dt)
         shapes[name] = fns[name].shapes()
@@ -249,7 +252,7 @@ def _sides(args, model_path: str, enc, buckets, notes: list[str]) -> tuple[dict,
         return fns, shapes
     models: dict[str, object] = {}
     for v in variants:
-        dt = v.split(":")[1] if ":" in v else "float32"
+        dt = variant_parts(v)[1]
         if dt not in models:
             models[dt] = load_torch_classifier(model_path, 4, fns["batl_jax"].head, device, dt)
         scorer = TorchScorer(models[dt], enc, args.batch, v, args.max_len, device)

@@ -213,3 +213,15 @@ def add_buckets_flag(parser) -> None:
 
 def parse_buckets(text: str) -> tuple[int, ...]:
     return tuple(int(b) for b in text.split(",") if b)
+
+
+def add_dtypes_flag(parser) -> None:
+    """``--dtypes``: batl_jax's ``model.dtype`` values, one side each; the first is the
+    reference side named ``batl_jax``, the others ``batl_jax <dtype>``."""
+    parser.add_argument(
+        "--dtypes", default="float32", help="batl_jax model.dtype values (the first: 'batl_jax')"
+    )
+
+
+def parse_dtypes(text: str) -> list[str]:
+    return [d for d in text.split(",") if d] or ["float32"]

@@ -85,9 +85,7 @@ def _parse(argv):
     p.add_argument("--reps", type=int, default=3, help="timed rounds per side (>= 3)")
     p.add_argument("--model", default="", help="minilm (default) | bert-base | tiny | DIR")
     p.add_argument("--no-small-text", action="store_true", help="batl_jax only")
-    p.add_argument(
-        "--dtypes", default="float32", help="batl_jax model.dtype values (the first: 'batl_jax')"
-    )
+    inputs.add_dtypes_flag(p)
     p.add_argument(
         "--quick",
         action="store_true",
@@ -147,10 +145,6 @@ def _describe(args, s: dict) -> None:
         )
 
 
-def _dtypes(args) -> list[str]:
-    return [d for d in args.dtypes.split(",") if d] or ["float32"]
-
-
 def _sides(args, model_path: str, jr, notes: list[str]) -> dict:
     """batl_jax (one side per ``--dtypes`` value), and small-text when it and torch are
     installed (and like for like)."""
@@ -158,7 +152,7 @@ def _sides(args, model_path: str, jr, notes: list[str]) -> dict:
     from benchmarks.round_small_text import SmallTextRound
 
     sides = {"batl_jax": jr}
-    for dt in _dtypes(args)[1:]:
+    for dt in inputs.parse_dtypes(args.dtypes)[1:]:
         with report.quiet_logs():
             sides[f"batl_jax {dt}"] = JaxRound(make_config(args, model_path, jr.cfg.data.dir, dt))
     if args.no_small_text or machine.peer("small_text") is None:
@@ -334,6 +328,9 @@ def _utilisation(args, jr, med: dict) -> tuple[dict, dict]:
     # batl_jax's [CLS] pooling computes the last layer for position 0 alone
     shape = flops.EncoderShape.of(jr.parts.factory.config, jr.cfg.model.pooling == "cls")
     lengths = jr.parts.encoded["train"].lengths
+    # every batl_jax side trains on the same batches: counted once, for all of them
+    jax_padded = flops.TRAIN_FACTOR * shape.forward_flops_batches(jr.train_shapes())
+    jax_real = shape.forward_flops_real(lengths[jr.labeled])
     real = {"small-text": full.forward_flops_real(lengths[jr.labeled])}
     padded = {
         # small-text pads every row to max_len (TransformersDataset.from_arrays)
@@ -341,9 +338,9 @@ def _utilisation(args, jr, med: dict) -> tuple[dict, dict]:
         * args.epochs
         * full.forward_flops(len(jr.labeled), args.max_len),
     }
-    for name in med:  # every batl_jax side trains on the same batches
-        padded.setdefault(name, flops.TRAIN_FACTOR * shape.forward_flops_batches(jr.train_shapes()))
-        real.setdefault(name, shape.forward_flops_real(lengths[jr.labeled]))
+    for name in med:
+        padded.setdefault(name, jax_padded)
+        real.setdefault(name, jax_real)
     util: dict[str, dict] = {}
     for name, m in med.items():
         util[f"train {name}"] = {
@@ -379,7 +376,7 @@ def run(args) -> dict:
         return {"suite": "round", "env": info, "skipped": "no data dir", "rows": []}
     model_path, model_label = inputs.resolve_model(args.model, args.smoke)
     with report.quiet_logs():
-        jr = JaxRound(make_config(args, model_path, root, _dtypes(args)[0]))
+        jr = JaxRound(make_config(args, model_path, root, inputs.parse_dtypes(args.dtypes)[0]))
     settings = _settings(args, jr, model_label)
     _describe(args, settings)
     notes: list[str] = []
