@@ -26,6 +26,7 @@ float32 it changes nothing.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from collections.abc import Callable
@@ -36,7 +37,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from batl_jax.errors import ModelError
-from batl_jax.model import matmul
+from batl_jax.model import attention, matmul
 
 # model_type values whose checkpoints use exactly BERT's architecture and key names.
 _BERT_MODEL_TYPES = ("bert",)
@@ -188,11 +189,14 @@ class BertEmbeddings(nnx.Module):
 class BertAttention(nnx.Module):
     """Multi-head self-attention plus its output projection, dropout, residual and LayerNorm."""
 
-    def __init__(self, config: BertConfig, *, rngs: nnx.Rngs, dtype, param_dtype):
+    def __init__(
+        self, config: BertConfig, *, rngs: nnx.Rngs, dtype, param_dtype, attention_rows: int
+    ):
         h = config.hidden_size
         self.num_heads = config.num_attention_heads
         self.head_dim = config.head_dim
         self.dtype = dtype
+        self.attention_rows = attention_rows
         self.query = _dense(h, h, dtype, param_dtype, rngs)
         self.key = _dense(h, h, dtype, param_dtype, rngs)
         self.value = _dense(h, h, dtype, param_dtype, rngs)
@@ -213,14 +217,11 @@ class BertAttention(nnx.Module):
 
         queries = x[:, :1] if first_only else x
         q, k, v = heads(self.query(queries)), heads(self.key(x)), heads(self.value(x))
-        # The softmax runs in float32 whatever the compute dtype: bfloat16 logits plus a
-        # -3e38 mask lose the small differences the softmax depends on.
-        f32 = jnp.float32
-        scores = jnp.einsum("bqnd,bknd->bnqk", q, k, preferred_element_type=f32)
-        scores = scores / jnp.sqrt(f32(self.head_dim)) + bias
-        probs = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
-        probs = self.attn_dropout(probs, deterministic=deterministic)
-        ctx = jnp.einsum("bnqk,bknd->bqnd", probs, v, preferred_element_type=f32)
+        if deterministic:
+            ctx = attention.attention(q, k, v, bias, dtype=self.dtype, rows=self.attention_rows)
+        else:
+            drop = functools.partial(self.attn_dropout, deterministic=False)
+            ctx = attention.attend(q, k, v, bias, dtype=self.dtype, dropout=drop)
         ctx = ctx.reshape(b, queries.shape[1], -1)
         out = self.dropout(self.output(ctx), deterministic=deterministic)
         return self.layer_norm(out + queries)
@@ -229,9 +230,13 @@ class BertAttention(nnx.Module):
 class BertLayer(nnx.Module):
     """One post-LN transformer block: attention, then the GELU feed-forward block."""
 
-    def __init__(self, config: BertConfig, *, rngs: nnx.Rngs, dtype, param_dtype):
+    def __init__(
+        self, config: BertConfig, *, rngs: nnx.Rngs, dtype, param_dtype, attention_rows: int
+    ):
         self.hidden_act = config.hidden_act
-        self.attention = BertAttention(config, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+        self.attention = BertAttention(
+            config, rngs=rngs, dtype=dtype, param_dtype=param_dtype, attention_rows=attention_rows
+        )
         self.intermediate = _dense(
             config.hidden_size, config.intermediate_size, dtype, param_dtype, rngs
         )
@@ -257,6 +262,8 @@ class BertEncoder(nnx.Module):
         ``dropout`` (or ``default``) seeds the dropout streams.
       dtype: computation dtype (float32 or bfloat16).
       param_dtype: storage dtype of the parameters.
+      attention_rows: rows per attention chunk (:mod:`batl_jax.model.attention`; the
+        results do not depend on it); None: the default backend's choice, 0: whole batch.
     """
 
     def __init__(
@@ -266,15 +273,24 @@ class BertEncoder(nnx.Module):
         rngs: nnx.Rngs,
         dtype=jnp.float32,
         param_dtype=jnp.float32,
+        attention_rows: int | None = None,
     ):
         self.config = config
         self.dtype = dtype
+        if attention_rows is None:
+            attention_rows = attention.default_rows()
         self.embeddings = BertEmbeddings(config, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
         # flax 0.12 refuses plain Python lists of Modules as attributes: nnx.List registers
         # the elements as graph nodes (paths "layers/0/...").
         self.layers = nnx.List(
             [
-                BertLayer(config, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+                BertLayer(
+                    config,
+                    rngs=rngs,
+                    dtype=dtype,
+                    param_dtype=param_dtype,
+                    attention_rows=attention_rows,
+                )
                 for _ in range(config.num_hidden_layers)
             ]
         )
