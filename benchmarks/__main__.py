@@ -11,6 +11,7 @@ SUITES = {
     "encoder": "pool scoring with MiniLM, batl_jax (buckets) vs transformers' PyTorch (padded)",
     "round": "one active-learning round (train, score, ENTROPY, BADGE) vs small-text",
     "dtype": "bfloat16 vs float32 matmul and MiniLM forward, JAX per XLA flag set vs PyTorch",
+    "attention": "whole-batch attention vs row chunks (batl_jax's CPU inference form)",
     "peers": "k-center and BADGE vs small-text and scikit-activeml on the same features",
     "all": "every suite above with the same --quick/--smoke, then every ratio",
 }

@@ -168,3 +168,19 @@ def test_dtype_smoke_finds_the_bfloat16_dot(tmp_path, capsys):
     assert case["forward_sentences_per_s"]["bfloat16"] > 0
     assert 0 < case["bf16_max_abs_diff_logits"] < 0.1
     assert "bf16->f32 dot" in capsys.readouterr().out
+
+
+def test_attention_smoke(tmp_path, capsys):
+    out = tmp_path / "attention.json"
+    argv = ["attention", "--smoke", "--dtypes", "float32,bfloat16", "--json", str(out)]
+    assert bench_main.main(argv) == 0
+    cases = json.loads(out.read_text())["cases"]
+    assert [(c["dtype"], c["length"]) for c in cases] == [("float32", 8), ("bfloat16", 8)]
+    for c in cases:
+        assert set(c["attention"]) == {"whole", "rows 4"}
+        assert all(r["ms"] > 0 for r in c["attention"].values())
+        f = c["forward"]
+        assert f["chunked"]["sentences_per_s"] > 0 and f["whole"]["sentences_per_s"] > 0
+        # The same arithmetic by chunks: equal, or a rounding away.
+        assert f["max_abs_diff"] < (1e-5 if c["dtype"] == "float32" else 0.05)
+    assert "fwd speedup" in capsys.readouterr().out

@@ -9,20 +9,21 @@ batch is cut into chunks of :data:`CPU_ROWS` rows and a ``lax.map`` runs them in
 
 A row's attention never reads another row, so chunks change how the work is scheduled,
 not what is computed; whether the sums also round the same depends on the dot forms XLA
-picks. With chunks of 4 rows they did, bit for bit, in every case checked: MiniLM's
-forward at every bucket shape of an AG News pass, float32 and bfloat16, both poolings
-(against the previous commit's whole-batch code), and the shapes in
-``tests/test_attention.py``. Other chunkings did not always: a chunk of one row, a single
-query position (the [CLS]-only last layer) and, for a narrow test model, chunks of 2 rows
-rounded some sums one ulp differently. So a batch is chunked only into 4-row chunks, and
-only when 4 divides it. Other backends (GPU, TPU) take the whole batch: their fused
-attention kernels want it.
+picks. For MiniLM, with chunks of 4 rows, they did, bit for bit: its forward at every
+bucket shape of an AG News pass, float32 and bfloat16, both poolings, against the
+previous commit's whole-batch code (so the committed studies' features are unchanged);
+so do the shapes in ``tests/test_attention.py``. Other shapes may round a sum one ulp
+differently (the 2-layer random BERT of the benchmarks' smoke runs: 2e-7), and so do a
+chunk of one row and a single query position (the [CLS]-only last layer) even for
+MiniLM: a batch is chunked only into 4-row chunks, only when 4 divides it, and never
+for one query position. Either way the result is deterministic. Other backends (GPU,
+TPU) take the whole batch: their fused attention kernels want it.
 
 Only inference is chunked. A training step (batch 32, dropout on the probabilities) was
 no faster chunked (521–523 ms against 496–533 whole at 48 tokens, 1,175–1,177 against
-1,180–1,246 at 96), and its
-backward pass, chunked, rounds differently from the whole batch's: training keeps the
-whole-batch attention, so its trajectories are those of earlier commits, bit for bit.
+1,180–1,246 at 96), and its backward pass, chunked, rounds differently from the whole
+batch's: training keeps the whole-batch attention, so its trajectories are those of
+earlier commits, bit for bit.
 """
 
 from __future__ import annotations
