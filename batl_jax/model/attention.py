@@ -1,23 +1,29 @@
-"""Scaled dot-product attention over a batch, computed a few rows at a time on CPU.
+"""Scaled dot-product attention over a batch, in float32 a few rows at a time on CPU.
 
 XLA:CPU compiles a batch's attention (two batched dots around the softmax) into one
-YNNPACK fusion over the whole ``(B, heads, L, L)`` score tensor. At batch 64 that tensor
-outgrows the cache and the fusion runs several times slower than the same arithmetic
-over a few rows at a time (2 cores of an AMD EPYC, MiniLM's 12 heads of 32: 19.5 against
-4.9 ms at 48 tokens, 103 against 26 ms at 128; ``docs/benchmarks.md``). So on CPU the
-batch is cut into chunks of :data:`CPU_ROWS` rows and a ``lax.map`` runs them in turn.
+YNNPACK fusion over the whole ``(B, heads, L, L)`` score tensor. In float32, at batch 64,
+that fusion runs slower than the same arithmetic over a few rows at a time, the more so
+the longer the batch: MiniLM's forward was 0.98–1.06× as fast chunked at 32 to 96
+tokens and 1.5× at 128, and the whole 10k AG News pool pass 1.16× (38.2 against 44.5 s, one
+process, interleaved; 2 cores of an AMD EPYC; ``python -m benchmarks attention`` and
+``docs/benchmarks.md``). So on CPU a float32 batch of 32 tokens or more is cut into
+chunks of :data:`CPU_ROWS` consecutive rows, and a ``lax.map`` runs them in turn.
+
+bfloat16 is not chunked: its whole-batch forward was the faster at every length
+(chunked: 0.79–0.95×). Nor are shorter batches (0.96–0.98× at 24 tokens), a batch that
+4 does not divide into more than two chunks, or a single query position (the
+[CLS]-only last layer): see below.
 
 A row's attention never reads another row, so chunks change how the work is scheduled,
 not what is computed; whether the sums also round the same depends on the dot forms XLA
-picks. For MiniLM, with chunks of 4 rows, they did, bit for bit: its forward at every
-bucket shape of an AG News pass, float32 and bfloat16, both poolings, against the
-previous commit's whole-batch code (so the committed studies' features are unchanged);
-so do the shapes in ``tests/test_attention.py``. Other shapes may round a sum one ulp
-differently (the 2-layer random BERT of the benchmarks' smoke runs: 2e-7), and so do a
-chunk of one row and a single query position (the [CLS]-only last layer) even for
-MiniLM: a batch is chunked only into 4-row chunks, only when 4 divides it, and never
-for one query position. Either way the result is deterministic. Other backends (GPU,
-TPU) take the whole batch: their fused attention kernels want it.
+picks. For MiniLM they did, bit for bit: its forward at every bucket shape of an AG News
+pass, both poolings, against the previous commit's whole-batch code (so the committed
+studies' features are unchanged), and so do the shapes in ``tests/test_attention.py``.
+Other shapes may round a sum one ulp differently (the 2-layer random BERT of the
+benchmarks' smoke runs: 2e-7), and so do a chunk of one row and, even for MiniLM, a
+single query position. Either way the result is deterministic. Other backends (GPU,
+TPU) take the whole batch: their fused attention kernels want it. On a mesh of several
+CPU devices (the tests' 8 fake ones) the chunks are correct but not tuned.
 
 Only inference is chunked. A training step (batch 32, dropout on the probabilities) was
 no faster chunked (521–523 ms against 496–533 whole at 48 tokens, 1,175–1,177 against
@@ -33,9 +39,12 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-# Rows per chunk on CPU: 4 was the fastest of 2, 4, 8 and 16 at most lengths from 24 to
-# 128 tokens in the measurement above (8 within 25 % of it).
+# Rows per chunk on CPU. In the attention alone (float32, batch 64, 12 heads of 32), of
+# 2, 4, 8 and 16 rows, 2 was the fastest at 24, 96 and 128 tokens and 4 at 48 (1.2-2.7x
+# the whole batch where chunks paid); 4 takes half as many loop steps as 2.
 CPU_ROWS = 4
+# Shorter batches (a score tensor of B x heads x 24² floats or less) are not chunked.
+MIN_LENGTH = 32
 
 
 def default_rows() -> int:
@@ -71,17 +80,16 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array, *, dtyp
     added to the scaled scores (0 on real keys, the float32 minimum on padding).
     """
     b = q.shape[0]
-    c = chunk_rows(b, rows) if q.shape[1] > 1 else b
+    worth = jnp.dtype(dtype) == jnp.float32 and q.shape[1] > 1 and k.shape[1] >= MIN_LENGTH
+    c = chunk_rows(b, rows) if worth else b
     if c == b:
         return attend(q, k, v, bias, dtype=dtype)
     m = b // c
 
-    # Chunk i takes rows i, i + m, i + 2m, ...: a batch sharded in contiguous blocks over
-    # the devices then gives every device its share of each chunk.
-    def split(t):
-        return jnp.moveaxis(t.reshape(c, m, *t.shape[1:]), 1, 0)
+    def split(t):  # consecutive rows: a reshape, no copy
+        return t.reshape(m, c, *t.shape[1:])
 
     out = jax.lax.map(
         lambda xs: attend(*xs, dtype=dtype), (split(q), split(k), split(v), split(bias))
     )
-    return jnp.moveaxis(out, 0, 1).reshape(b, *out.shape[2:])
+    return out.reshape(b, *out.shape[2:])
