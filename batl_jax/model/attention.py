@@ -73,15 +73,11 @@ def attend(q, k, v, bias, *, dtype, dropout: Callable[[jax.Array], jax.Array] | 
     return jnp.einsum("bnqk,bknd->bqnd", probs, v, preferred_element_type=f32)
 
 
-def attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array, *, dtype, rows: int):
-    """Inference attention ``(B, Lq, N, D)`` (float32) of queries ``q`` ``(B, Lq, N, D)``
-    over keys and values ``(B, Lk, N, D)`` in the compute ``dtype``, ``rows`` rows at a
-    time (:func:`chunk_rows`; 0: the whole batch at once). ``bias`` ``(B, 1, 1, Lk)`` is
-    added to the scaled scores (0 on real keys, the float32 minimum on padding).
-    """
+def chunked(q, k, v, bias, *, dtype, rows: int) -> jax.Array:
+    """:func:`attend` ``rows`` consecutive rows at a time (:func:`chunk_rows`), whatever
+    the dtype and length: the form :func:`attention` takes where it pays."""
     b = q.shape[0]
-    worth = jnp.dtype(dtype) == jnp.float32 and q.shape[1] > 1 and k.shape[1] >= MIN_LENGTH
-    c = chunk_rows(b, rows) if worth else b
+    c = chunk_rows(b, rows)
     if c == b:
         return attend(q, k, v, bias, dtype=dtype)
     m = b // c
@@ -93,3 +89,21 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array, *, dtyp
         lambda xs: attend(*xs, dtype=dtype), (split(q), split(k), split(v), split(bias))
     )
     return out.reshape(b, *out.shape[2:])
+
+
+def pays(dtype, query_len: int, key_len: int) -> bool:
+    """Whether inference chunks a batch: float32, more than one query, and at least
+    :data:`MIN_LENGTH` keys (see the module docstring for the measurements)."""
+    return jnp.dtype(dtype) == jnp.float32 and query_len > 1 and key_len >= MIN_LENGTH
+
+
+def attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array, *, dtype, rows: int):
+    """Inference attention ``(B, Lq, N, D)`` (float32) of queries ``q`` ``(B, Lq, N, D)``
+    over keys and values ``(B, Lk, N, D)`` in the compute ``dtype``: :func:`chunked`
+    where :func:`pays`, else the whole batch at once (also when ``rows`` is 0). ``bias``
+    ``(B, 1, 1, Lk)`` is added to the scaled scores (0 on real keys, the float32 minimum
+    on padding).
+    """
+    if rows > 0 and pays(dtype, q.shape[1], k.shape[1]):
+        return chunked(q, k, v, bias, dtype=dtype, rows=rows)
+    return attend(q, k, v, bias, dtype=dtype)
