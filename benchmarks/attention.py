@@ -9,8 +9,8 @@ process, for each length in ``--lengths`` and each ``--dtypes`` value:
 * **the attention alone**: softmax(q·kᵀ/√d + mask)·v on seeded q, k, v of shape
   ``(--batch, L, heads, head dim)`` (a fifth of the keys masked as padding), the whole
   batch at once (``attention.attend``) against chunks of each ``--rows`` value
-  (``attention.attention``); milliseconds per call and whether each chunking gives the
-  whole batch's values bit for bit;
+  (``attention.chunked``, whatever the dtype and length); milliseconds per call and
+  whether each chunking gives the whole batch's values bit for bit;
 * **the encoder forward** (``--model``, MiniLM by default): batl_jax's jitted classifier
   forward on ``--batch`` rows of L tokens with the model's attention as shipped
   (``attention.attention``: float32 batches of ``attention.MIN_LENGTH`` tokens or more
@@ -53,10 +53,6 @@ def _parse(argv):
     return args
 
 
-def _ints(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x]
-
-
 def attention_alone(args, length: int, dtype: str) -> dict:
     """Milliseconds per call of whole-batch and chunked attention, and bit equality."""
     import jax
@@ -72,7 +68,7 @@ def attention_alone(args, length: int, dtype: str) -> dict:
     pad[..., 0] = False  # every row keeps a key
     bias = jnp.asarray(np.where(pad, np.finfo(np.float32).min, 0.0), jnp.float32)
     fns = {"whole": jax.jit(lambda *a: attention.attend(*a, dtype=dt))}
-    for r in _ints(args.rows):
+    for r in inputs.parse_ints(args.rows):
         fns[f"rows {r}"] = jax.jit(lambda *a, r=r: attention.chunked(*a, dtype=dt, rows=r))
     calls = {name: (lambda f=f: f(q, k, v, bias).block_until_ready()) for name, f in fns.items()}
     times, _, last = measure.interleaved(calls, args.reps)
@@ -89,8 +85,6 @@ def attention_alone(args, length: int, dtype: str) -> dict:
 
 def encoder_forward(args, model_path: str, length: int, dtype: str) -> dict:
     """Sentences/s of the classifier forward with chunked and whole-batch attention."""
-    import jax.numpy as jnp
-
     from batl_jax import data, sharding, train
     from batl_jax.model import attention
     from batl_jax.model.factory import ModelFactory
@@ -114,7 +108,7 @@ def encoder_forward(args, model_path: str, length: int, dtype: str) -> dict:
         def call(steps=steps, params=params, rest=rest):
             batches = data.scoring_batches(enc, rows, args.batch, (length,))
             out = train.predict(steps, params, rest, batches, 1, args.batch, ("sentence",))
-            return np.asarray(out["sentence"], jnp.float32)
+            return np.asarray(out["sentence"], np.float32)
 
         calls[name] = call
     times, _, last = measure.interleaved(calls, args.reps)
@@ -129,6 +123,8 @@ def encoder_forward(args, model_path: str, length: int, dtype: str) -> dict:
 
 
 def run(args) -> dict:
+    from batl_jax.model import attention
+
     info = machine.env_info()
     report.print_header(info)
     model_path, model_label = inputs.resolve_model(args.model, args.smoke)
@@ -138,7 +134,7 @@ def run(args) -> dict:
     )
     cases = []
     for dtype in inputs.parse_dtypes(args.dtypes):
-        for length in _ints(args.lengths):
+        for length in inputs.parse_ints(args.lengths):
             alone = attention_alone(args, length, dtype)
             fwd = encoder_forward(args, model_path, length, dtype)
             cases.append({"dtype": dtype, "length": length, "attention": alone, "forward": fwd})
@@ -167,23 +163,11 @@ def run(args) -> dict:
     print(
         "attention alone: ms per call of attention.chunked (speedup over the whole batch); "
         "'(differs)': not the whole batch's values bit for bit. fwd: the encoder forward, "
-        f"attention as shipped ({_chunk_note()}) against the whole batch; '(both whole)': "
-        "the shipped form takes the whole batch there too (bfloat16, or under "
-        f"{_min_length()} tokens), so the ratio is the machine's noise"
+        f"attention as shipped (float32 in {attention.CPU_ROWS}-row chunks) against the whole "
+        "batch; '(both whole)': the shipped form takes the whole batch there too (bfloat16, "
+        f"or under {attention.MIN_LENGTH} tokens), so the ratio is the machine's noise"
     )
     return {"suite": "attention", "env": info, "cases": cases, "settings": vars(args)}
-
-
-def _chunk_note() -> str:
-    from batl_jax.model import attention
-
-    return f"float32 in {attention.CPU_ROWS}-row chunks"
-
-
-def _min_length() -> int:
-    from batl_jax.model import attention
-
-    return attention.MIN_LENGTH
 
 
 def main(argv: list[str]) -> int:

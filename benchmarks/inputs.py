@@ -211,8 +211,13 @@ def add_buckets_flag(parser) -> None:
     )
 
 
-def parse_buckets(text: str) -> tuple[int, ...]:
+def parse_ints(text: str) -> tuple[int, ...]:
+    """The integers of a comma-separated option (``"16,32,"`` -> ``(16, 32)``)."""
     return tuple(int(b) for b in text.split(",") if b)
+
+
+def parse_buckets(text: str) -> tuple[int, ...]:
+    return parse_ints(text)
 
 
 def add_dtypes_flag(parser) -> None:

@@ -180,7 +180,7 @@ def _measure(args) -> tuple[dict, list[dict]]:
     for shape, rate in dense.items():
         print(f"dense jnp.dot {shape}: {rate:.1f} GFLOP/s (median)")
     rows = []
-    for n in [int(s) for s in args.sizes.split(",") if s]:
+    for n in inputs.parse_ints(args.sizes):
         reps = args.big_reps if args.big_reps and n >= 100_000 else args.reps
         for kind in ("global", "minibatch"):
             spec = {"kind": kind, "n": n, "dim": args.dim, "classes": args.classes, "reps": reps}

@@ -312,7 +312,7 @@ def _specs(args) -> list[tuple[str, int, int]]:
     if args.only in ("", "kcenter"):
         specs.append(("kcenter", args.n, 2))
     if args.only in ("", "badge"):
-        for c in [int(c) for c in args.classes.split(",") if c]:
+        for c in inputs.parse_ints(args.classes):
             n = args.n if c <= 10 else min(args.n, args.badge_n_large_c)
             specs.append(("badge", n, c))
     return specs

@@ -100,10 +100,10 @@ def pays(dtype, query_len: int, key_len: int) -> bool:
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array, *, dtype, rows: int):
     """Inference attention ``(B, Lq, N, D)`` (float32) of queries ``q`` ``(B, Lq, N, D)``
     over keys and values ``(B, Lk, N, D)`` in the compute ``dtype``: :func:`chunked`
-    where :func:`pays`, else the whole batch at once (also when ``rows`` is 0). ``bias``
-    ``(B, 1, 1, Lk)`` is added to the scaled scores (0 on real keys, the float32 minimum
-    on padding).
+    where :func:`pays`, else the whole batch at once (as :func:`chunked` itself does when
+    ``rows`` is 0). ``bias`` ``(B, 1, 1, Lk)`` is added to the scaled scores (0 on real
+    keys, the float32 minimum on padding).
     """
-    if rows > 0 and pays(dtype, q.shape[1], k.shape[1]):
+    if pays(dtype, q.shape[1], k.shape[1]):
         return chunked(q, k, v, bias, dtype=dtype, rows=rows)
     return attend(q, k, v, bias, dtype=dtype)
